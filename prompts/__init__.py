@@ -1,0 +1,1 @@
+"""Concept prompts: LLM-built, augmented, combined, deduplicated and split; a shipped set lives in data/."""

@@ -1,0 +1,3 @@
+from weightgen.cli import main
+
+main()

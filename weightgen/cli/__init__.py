@@ -1,0 +1,58 @@
+"""The `weightgen` command line: one verb per pipeline stage.
+
+Each stage's verbs live in their own module with a `register(app)` function; heavy imports stay
+inside the verbs so `weightgen --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from weightgen.cli import gan_cmds, generator_cmds, pairs_cmds, prompts_cmds, zoo_cmds
+from weightgen.errors import WeightgenError
+
+COMMAND_MODULES = (gan_cmds, prompts_cmds, pairs_cmds, zoo_cmds, generator_cmds)
+
+app = typer.Typer(
+    name="weightgen",
+    help="Write LoRA weights for a pix2pix-style GAN from a text concept, then fine-tune them fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in COMMAND_MODULES:
+    module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one `error:` line and exit code 1 (WEIGHTGEN_DEBUG=1 re-raises)."""
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args=argv, prog_name="weightgen", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (WeightgenError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("WEIGHTGEN_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+@app.command()
+def version() -> None:
+    """Print the installed weightgen version."""
+    from weightgen import __version__
+
+    print(__version__)
