@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
-from weightgen.cli import gan_cmds, generator_cmds, pairs_cmds, prompts_cmds, zoo_cmds
+from weightgen.cli import chunks_cmds, gan_cmds, generator_cmds, pairs_cmds, prompts_cmds, zoo_cmds
 from weightgen.errors import WeightgenError
 
-COMMAND_MODULES = (gan_cmds, prompts_cmds, pairs_cmds, zoo_cmds, generator_cmds)
+COMMAND_MODULES = (prompts_cmds, pairs_cmds, gan_cmds, zoo_cmds, chunks_cmds, generator_cmds)
 
 app = typer.Typer(
     name="weightgen",
@@ -29,25 +28,23 @@ for module in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one `error:` line and exit code 1 (WEIGHTGEN_DEBUG=1 re-raises)."""
+    """Entry point: user errors become one `error:` line and exit code 1 (WEIGHTGEN_DEBUG=1 re-raises).
+
+    Click's standalone mode already handles usage errors (exit 2) and Ctrl-C (exit 1).
+    """
     command = typer.main.get_command(app)
     try:
-        rc = command.main(args=argv, prog_name="weightgen", standalone_mode=False)
-    except click.exceptions.Abort:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        command.main(args=argv, prog_name="weightgen", standalone_mode=True)
     except (WeightgenError, FileNotFoundError, ValueError) as e:
         if os.environ.get("WEIGHTGEN_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+@app.callback()
+def _root() -> None:
+    """Write LoRA weights for a pix2pix-style GAN from a text concept, then fine-tune them fast."""
 
 
 @app.command()

@@ -1,0 +1,9 @@
+"""CLI verbs for the chunks stage."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's verbs to the app (none yet)."""
