@@ -1,9 +1,146 @@
-"""CLI verbs for the gan stage."""
+"""CLI verbs for the GAN stage: train the base, train a LoRA for one concept, evaluate.
+
+Heavy imports (torch, diffusers, peft, accelerate) happen inside the verbs so `weightgen --help`
+stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Literal, Optional
+
 import typer
+
+from gan.config import MIXED_PRECISION  # gan.config imports no torch: --help stays fast
+
+Precision = Literal[MIXED_PRECISION]  # type: ignore[valid-type]  # CLI choices from the registry
+
+
+def _print_metrics(rows: dict[str, dict[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "L1 (lower)", "PSNR dB", "SSIM")
+    for name, m in rows.items():
+        table.add_row(name, f"{m['l1']:.4f}", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}")
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's verbs to the app (none yet)."""
+    """Add this stage's verbs to the app."""
+
+    @app.command("train-base")
+    def train_base_cmd(
+        pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder (manifest.json + <concept_id>/pairs.safetensors)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Base folder to write (generator/, discriminator/, weightgen.json)."),
+        concept: Optional[list[str]] = typer.Option(None, "--concept", "-c",
+                                                    help="Concept id or text to train on; repeat for several. Default: all."),
+        steps: int = typer.Option(2000, help="Maximum training steps (one D + one G update each)."),
+        seconds: float = typer.Option(0.0, help="Wall-clock training budget in seconds; 0 = no budget."),
+        batch_size: int = typer.Option(8, help="Pairs per step."),
+        lr: float = typer.Option(2e-4, help="Adam learning rate for G and D (pix2pix: 2e-4)."),
+        base_channels: int = typer.Option(32, help="Generator width after the stem (doubles per downsampling)."),
+        n_downsample: int = typer.Option(2, help="Strided downsampling convs; image sides must divide by 2**n."),
+        eval_every: int = typer.Option(100, help="Evaluate L1/PSNR/SSIM on the test pairs every N steps."),
+        seed: int = typer.Option(0, help="Seed for the initial weights and the batch order."),
+        mixed_precision: Precision = typer.Option("no", help="Autocast precision (fp16/bf16 need a GPU or a recent CPU)."),
+        cpu: bool = typer.Option(False, help="Train on the CPU even when a GPU is present."),
+        overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+    ) -> None:
+        """Train the base GAN (generator + PatchGAN) from scratch on the pairs of several concepts."""
+        from gan.base import train_base
+        from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, TrainConfig
+        from gan.data import read_manifest
+
+        image_size = int(read_manifest(pairs_dir).get("image_size", 64))
+        config = BaseTrainConfig(
+            GeneratorConfig(base_channels=base_channels, n_downsample=n_downsample, image_size=image_size),
+            DiscriminatorConfig(),
+            TrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, max_seconds=seconds or None,
+                        eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu))  # type: ignore[arg-type]
+        history = train_base(pairs_dir, concept or None, config, out, overwrite=overwrite)
+        first, last = history[0], history[-1]
+        _print_metrics({"step 0": first["metrics"], f"step {last['step']} ({last['seconds']:.0f} s)": last["metrics"]})
+        print(f"wrote base to {out}")
+
+    @app.command("train-lora")
+    def train_lora_cmd(
+        base: Path = typer.Argument(..., help="Base folder written by `weightgen train-base`."),
+        pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder."),
+        concept: str = typer.Argument(..., help="Concept id or text (as in the pairs manifest)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write (a standard peft adapter)."),
+        steps: int = typer.Option(400, help="Maximum training steps."),
+        seconds: float = typer.Option(0.0, help="Wall-clock training budget in seconds; 0 = no budget."),
+        rank: int = typer.Option(4, help="LoRA rank (the ResNet blocks' convs get rank // 2)."),
+        lr: float = typer.Option(1e-3, help="Adam learning rate for the LoRA (it starts at zero, so it can move fast)."),
+        lr_d: float = typer.Option(2e-4, help="Adam learning rate for the discriminator (pix2pix: 2e-4)."),
+        init: Optional[Path] = typer.Option(None, help="Start from this adapter folder (e.g. a generated init)."),
+        batch_size: int = typer.Option(8, help="Pairs per step."),
+        eval_every: int = typer.Option(50, help="Evaluate on the concept's test pairs every N steps."),
+        seed: int = typer.Option(0, help="Seed for the batch order (the LoRA init seed is fixed: 0)."),
+        mixed_precision: Precision = typer.Option("no", help="Autocast precision."),
+        cpu: bool = typer.Option(False, help="Train on the CPU even when a GPU is present."),
+        overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+    ) -> None:
+        """Train a LoRA for one concept on the frozen base; writes the adapter and a before/after grid."""
+        from gan.base import load_base
+        from gan.config import LoraSettings, TrainConfig, default_rank_pattern
+        from gan.data import PairedData
+        from gan.finetune import train_lora
+        from gan.lora import count_lora_params, save_adapter
+        from gan.metrics import evaluate_pairs, generate
+        from gan.viz import write_grid
+        from weightgen.errors import WeightgenError
+
+        if out.exists() and not overwrite:
+            raise WeightgenError(f"output folder already exists: {out} (pass --overwrite to replace it)")
+        settings = LoraSettings(rank=rank, alpha=float(rank), rank_pattern=default_rank_pattern(rank))
+        config = TrainConfig(batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps, max_seconds=seconds or None,
+                             eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu)  # type: ignore[arg-type]
+        generator, discriminator = load_base(base)
+        data = PairedData.load(pairs_dir, [concept])
+        pairs = data.concepts[0]
+        base_metrics = evaluate_pairs(generator, pairs.test_source, pairs.test_target)
+        base_images = generate(generator, pairs.test_source)
+        model, history = train_lora(generator, discriminator, data, settings, config, init_adapter=init)
+        last = history[-1]
+        save_adapter(model, out, {"concept": pairs.id, "concept_text": pairs.text, "step": last["step"],
+                                  "seconds": last["seconds"], "metrics": last["metrics"], "base_metrics": base_metrics,
+                                  "lora_params": count_lora_params(model), "train": config.to_dict()},
+                     overwrite=overwrite)
+        write_grid(out / "before_after.png", {"source": pairs.test_source, "target": pairs.test_target,
+                                              "base": base_images, "lora": generate(model, pairs.test_source)})
+        _print_metrics({"base": base_metrics, f"lora ({last['step']} steps, {last['seconds']:.0f} s)": last["metrics"]})
+        print(f"wrote adapter to {out} (before/after grid: {out / 'before_after.png'})")
+
+    @app.command("eval")
+    def eval_cmd(
+        base: Path = typer.Argument(..., help="Base folder written by `weightgen train-base`."),
+        pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder."),
+        concept: str = typer.Argument(..., help="Concept id or text whose test pairs to score."),
+        adapter: Optional[Path] = typer.Option(None, help="LoRA adapter folder to apply on the base."),
+        inception: Optional[Path] = typer.Option(None, help="Local Inception weights file: also report FID/KID "
+                                                             "(needs torch-fidelity; nothing is downloaded)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    ) -> None:
+        """Score the base (or base + adapter) on a concept's test pairs: L1, PSNR, SSIM (+ FID/KID)."""
+        from gan.base import load_model
+        from gan.data import PairedData
+        from gan.generator import Generator
+        from gan.lora import load_adapter
+        from gan.metrics import evaluate_pairs, fid_kid, generate
+
+        model = load_model(Generator, base / "generator")
+        if adapter is not None:
+            model = load_adapter(model, adapter)
+        pairs = PairedData.load(pairs_dir, [concept]).concepts[0]
+        metrics = evaluate_pairs(model, pairs.test_source, pairs.test_target)
+        if inception is not None:
+            metrics.update(fid_kid(pairs.test_target, generate(model, pairs.test_source), inception_weights=inception))
+        if as_json:
+            print(json.dumps({"concept": pairs.id, **metrics}))
+        else:
+            _print_metrics({"base + adapter" if adapter else "base": metrics})
+            if "fid" in metrics:
+                print(f"FID {metrics['fid']:.2f}  KID {metrics['kid']:.4f} ± {metrics['kid_std']:.4f}")

@@ -1,0 +1,185 @@
+"""Paired images for pix2pix training, read from the pair-dataset folder that weightgen.pairs writes.
+
+Folder format (agreed between stages):
+  <root>/manifest.json   {"format": "weightgen-pairs", "version": 1, "image_size": 64,
+                          "concepts": {"<concept_id>": {"text": ..., "n_train": .., "n_test": ..}}}
+  <root>/<concept_id>/pairs.safetensors  uint8 (N, 3, H, W): train_source, train_target, test_source, test_target
+
+The whole set stays in memory as uint8 (64 images of 64x64 RGB are 0.8 MB), and batches are cut
+from it directly: a DataLoader's worker processes would cost more than the step on a small CPU.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from weightgen.errors import WeightgenError
+from weightgen.io import load_tensors, read_json
+
+PAIRS_FORMAT = "weightgen-pairs"
+PAIRS_FILE = "pairs.safetensors"
+SPLIT_KEYS = ("train_source", "train_target", "test_source", "test_target")
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (the generator's tanh range)."""
+    return images.float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]."""
+    return images.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _normalize_text(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+@dataclass
+class ConceptPairs:
+    """One concept's pairs; tensors are uint8 (N, 3, H, W)."""
+
+    id: str
+    text: str
+    train_source: torch.Tensor
+    train_target: torch.Tensor
+    test_source: torch.Tensor
+    test_target: torch.Tensor
+
+
+def read_manifest(root: str | Path) -> dict:
+    root = Path(root)
+    if not root.is_dir():
+        raise WeightgenError(f"pairs folder not found: {root}")
+    manifest = read_json(root / "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != PAIRS_FORMAT:
+        raise WeightgenError(f"{root / 'manifest.json'} is not a {PAIRS_FORMAT} manifest "
+                             f"(format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if manifest.get("version") != 1:
+        raise WeightgenError(f"unsupported pairs manifest version {manifest.get('version')!r} in {root} (expected 1)")
+    if not isinstance(manifest.get("concepts"), dict):
+        raise WeightgenError(f"{root / 'manifest.json'} has no 'concepts' table")
+    return manifest
+
+
+def resolve_concept(manifest: dict, concept: str, root: str | Path = "") -> str:
+    """Concept id for `concept`, given either as an id or as its text (case and spacing ignored)."""
+    concepts = manifest["concepts"]
+    if concept in concepts:
+        return concept
+    wanted = _normalize_text(concept)
+    for cid, entry in concepts.items():
+        if _normalize_text(str(entry.get("text", ""))) == wanted:
+            return cid
+    known = ", ".join(sorted(concepts)[:8]) + (" ..." if len(concepts) > 8 else "")
+    raise WeightgenError(f"concept {concept!r} is not in the pairs folder {root} (has {len(concepts)}: {known})")
+
+
+def load_concept(root: str | Path, concept: str, manifest: dict | None = None) -> ConceptPairs:
+    """Read one concept's pairs file and check it (keys, dtype, shapes) before anything trains on it."""
+    root = Path(root)
+    manifest = manifest if manifest is not None else read_manifest(root)
+    cid = resolve_concept(manifest, concept, root)
+    path = root / cid / PAIRS_FILE
+    tensors = load_tensors(path)
+    missing = [k for k in SPLIT_KEYS if k not in tensors]
+    if missing:
+        raise WeightgenError(f"pairs file {path} lacks tensors {missing}")
+    for key in SPLIT_KEYS:
+        t = tensors[key]
+        if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[1] != 3:
+            raise WeightgenError(f"{path}: {key} should be uint8 (N, 3, H, W), got {t.dtype} {tuple(t.shape)}")
+    for split in ("train", "test"):
+        s, t = tensors[f"{split}_source"], tensors[f"{split}_target"]
+        if s.shape != t.shape or len(s) == 0:
+            raise WeightgenError(f"{path}: {split} source/target shapes differ or are empty: "
+                                 f"{tuple(s.shape)} vs {tuple(t.shape)}")
+    if tensors["train_source"].shape[1:] != tensors["test_source"].shape[1:]:
+        raise WeightgenError(f"{path}: train and test image sizes differ")
+    return ConceptPairs(cid, str(manifest["concepts"][cid].get("text", cid)),
+                        *(tensors[k] for k in SPLIT_KEYS))
+
+
+class PairedData:
+    """The train/test pairs of one or several concepts, in memory as uint8, concatenated."""
+
+    def __init__(self, concepts: Sequence[ConceptPairs]):
+        if not concepts:
+            raise WeightgenError("no concepts given to train on")
+        sizes = {tuple(c.train_source.shape[1:]) for c in concepts}
+        if len(sizes) > 1:
+            raise WeightgenError(f"concepts have different image sizes: {sorted(sizes)}")
+        self.concepts = list(concepts)
+        cat = lambda key: torch.cat([getattr(c, key) for c in self.concepts])  # noqa: E731
+        self.train_source, self.train_target = cat("train_source"), cat("train_target")
+        self.test_source, self.test_target = cat("test_source"), cat("test_target")
+
+    @classmethod
+    def load(cls, root: str | Path, concepts: Sequence[str] | None = None) -> "PairedData":
+        """Concepts by id or text; None = every concept in the manifest."""
+        manifest = read_manifest(root)
+        names = list(manifest["concepts"]) if concepts is None else list(concepts)
+        if not names:
+            raise WeightgenError(f"the pairs folder {root} holds no finished concepts")
+        return cls([load_concept(root, name, manifest) for name in names])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_source.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_source)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.test_source)
+
+    def sampler(self, batch_size: int, seed: int, flip: bool = True, device: str | torch.device = "cpu") -> "PairSampler":
+        return PairSampler(self.train_source, self.train_target, batch_size, seed, flip, device)
+
+    def test_batches(self, batch_size: int, device: str | torch.device = "cpu",
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Test pairs in order, float [-1, 1], no augmentation."""
+        for i in range(0, self.n_test, batch_size):
+            yield (to_float(self.test_source[i:i + batch_size].to(device)),
+                   to_float(self.test_target[i:i + batch_size].to(device)))
+
+
+class PairSampler:
+    """Endless shuffled batches of (source, target) in [-1, 1], with optional paired horizontal flips.
+
+    Each epoch is a fresh permutation from a seeded generator, so a run is reproducible; give each
+    process its own seed (seed + process index) under multi-process training.
+    """
+
+    def __init__(self, source: torch.Tensor, target: torch.Tensor, batch_size: int, seed: int, flip: bool = True,
+                 device: str | torch.device = "cpu"):
+        self.source, self.target = source.to(device), target.to(device)
+        self.batch_size, self.flip, self.device = batch_size, flip, device
+        self.generator = torch.Generator().manual_seed(seed)
+        self._order = torch.empty(0, dtype=torch.long)
+
+    def _next_indices(self) -> torch.Tensor:
+        # Refill with whole permutations so every pair is seen once per epoch, even when batch > N.
+        while len(self._order) < self.batch_size:
+            self._order = torch.cat([self._order, torch.randperm(len(self.source), generator=self.generator)])
+        idx, self._order = self._order[: self.batch_size], self._order[self.batch_size:]
+        return idx
+
+    def __iter__(self) -> "PairSampler":
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._next_indices().to(self.source.device)
+        src, tgt = to_float(self.source[idx]), to_float(self.target[idx])  # (B, 3, H, W)
+        if self.flip:
+            mask = (torch.rand(len(idx), generator=self.generator) < 0.5).to(src.device).view(-1, 1, 1, 1)
+            src = torch.where(mask, src.flip(-1), src)
+            tgt = torch.where(mask, tgt.flip(-1), tgt)
+        return src, tgt

@@ -1,0 +1,131 @@
+"""Image quality on held-out test pairs: paired L1 / PSNR / SSIM, and FID / KID when Inception weights exist locally.
+
+Paired metrics are computed on images in [0, 1]: L1 is the mean absolute error per pixel channel,
+PSNR (dB, data range 1) is averaged per image, SSIM uses torchmetrics' 11x11 Gaussian window.
+They need no weights, so they are the metrics every comparison reports; FID needs Inception
+weights, which this product never downloads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from gan.data import to_float, to_uint8
+from weightgen.errors import WeightgenError
+
+
+class PairedMetrics:
+    """Accumulates L1 / PSNR / SSIM over batches; under torch.distributed the states are summed across processes."""
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)).to(device)  # mean of per-image PSNR
+        self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(device)
+        self.l1_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = torch.zeros((), dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        """fake, real: (B, C, H, W) in [-1, 1]."""
+        fake01 = fake.float().add(1).div(2).clamp(0, 1)
+        real01 = real.float().add(1).div(2).clamp(0, 1)
+        self.l1_sum += (fake01 - real01).abs().sum().double()
+        self.count += fake01.numel()
+        self.psnr.update(fake01, real01)
+        self.ssim.update(fake01, real01)
+
+    def compute(self) -> dict[str, float]:
+        l1_sum, count = self.l1_sum.clone(), self.count.clone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(l1_sum)
+            torch.distributed.all_reduce(count)
+        if count == 0:
+            raise WeightgenError("no test images to evaluate")
+        return {"l1": float(l1_sum / count), "psnr": float(self.psnr.compute()), "ssim": float(self.ssim.compute())}
+
+
+@torch.no_grad()
+def evaluate_pairs(generator: nn.Module, source: torch.Tensor, target: torch.Tensor, batch_size: int = 16,
+                   device: str | torch.device | None = None) -> dict[str, float]:
+    """L1 / PSNR / SSIM of generator(source) against target; source/target uint8 (N, 3, H, W)."""
+    device = device or next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    metrics = PairedMetrics(device)
+    try:
+        for i in range(0, len(source), batch_size):
+            src = to_float(source[i:i + batch_size].to(device))
+            metrics.update(generator(src), to_float(target[i:i + batch_size].to(device)))
+    finally:
+        generator.train(was_training)
+    return metrics.compute()
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, source: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """uint8 (N, 3, H, W) sources -> uint8 generated images, in eval mode."""
+    device = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    try:
+        out = [to_uint8(generator(to_float(source[i:i + batch_size].to(device)))).cpu()
+               for i in range(0, len(source), batch_size)]
+    finally:
+        generator.train(was_training)
+    return torch.cat(out)
+
+
+def inception_feature_extractor(weights_path: str | Path) -> nn.Module:
+    """torchmetrics' FID Inception (2048-d pool features) built from a local weights file, never downloaded."""
+    path = Path(weights_path)
+    if not path.is_file():
+        raise WeightgenError(f"Inception weights file not found: {path}")
+    if importlib.util.find_spec("torch_fidelity") is None:
+        raise WeightgenError("FID/KID with Inception weights need the torch-fidelity package "
+                             "(pip install torch-fidelity); paired L1/PSNR/SSIM work without it")
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    try:
+        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                  feature_extractor_weights_path=str(path))
+    except Exception as e:  # a wrong or corrupt file: torch.load / load_state_dict errors
+        raise WeightgenError(f"cannot load Inception weights from {path}: {str(e).splitlines()[0]}") from None
+
+
+@torch.no_grad()
+def fid_kid(real: torch.Tensor, fake: torch.Tensor, inception_weights: str | Path | None = None,
+            feature_extractor: nn.Module | None = None, batch_size: int = 32) -> dict[str, float]:
+    """FID and KID between uint8 (N, 3, H, W) image sets.
+
+    Features come from the Inception network in a local `inception_weights` file (torchmetrics'
+    `feature_extractor_weights_path`) or from any `feature_extractor` module mapping uint8 images to
+    (B, D) features. With neither, this refuses rather than download weights.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    if feature_extractor is None:
+        if inception_weights is None:
+            raise WeightgenError("FID/KID need Inception weights: pass a local weights file (e.g. --inception "
+                                 "pt_inception-2015-12-05.pth); nothing is downloaded")
+        feature_extractor = inception_feature_extractor(inception_weights)
+    if len(real) < 2 or len(fake) < 2:
+        raise WeightgenError(f"FID/KID need at least 2 images per set, got {len(real)} real and {len(fake)} fake")
+    feature_extractor.eval()
+    fid = FrechetInceptionDistance(feature=feature_extractor, input_img_size=tuple(real.shape[1:]))
+    with warnings.catch_warnings():  # "will save all extracted features": a test set is small
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        kid = KernelInceptionDistance(feature=feature_extractor, subsets=10,
+                                      subset_size=min(50, len(real), len(fake)))
+    for images, is_real in ((real, True), (fake, False)):
+        for i in range(0, len(images), batch_size):
+            batch = images[i:i + batch_size]
+            fid.update(batch, real=is_real)
+            kid.update(batch, real=is_real)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
