@@ -1,9 +1,130 @@
-"""CLI verbs for the pairs stage."""
+"""CLI verbs for the pairs stage: `weightgen pairs` builds a (source, target) dataset per concept.
+
+Heavy imports (torch, diffusers, the text encoder) happen inside the verb so `weightgen --help`
+stays fast; the editor choices come from the registry, which imports neither.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal, Optional
+
 import typer
+
+from weightgen.pairs.editors import REGISTRY
+
+EditorName = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]  # CLI choices from the registry
+PromptSplit = Literal["train", "heldout", "all"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's verbs to the app (none yet)."""
+    """Add this stage's verbs to the app."""
+
+    @app.command("pairs")
+    def pairs_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write (manifest.json + <concept_id>/pairs.safetensors)."),
+        concept: Optional[list[str]] = typer.Option(None, "--concept", "-c", help="A concept text, e.g. 'van gogh style'; repeat for several."),
+        concepts_file: Optional[Path] = typer.Option(
+            None, help="Concepts from a file: one per line ('#' comments), or JSON (list of texts, or a prompt set)."
+        ),
+        prompt_set: Optional[PromptSplit] = typer.Option(None, help="Concepts from the shipped prompt set: its train, heldout or all concepts."),
+        prompt_file: Optional[Path] = typer.Option(None, help="Prompt set file for --prompt-set (default: the shipped one)."),
+        limit: int = typer.Option(0, help="Build only the first N concepts (0 = all); handy for smoke runs."),
+        editor: EditorName = typer.Option(
+            "procedural", help="procedural: offline image-operation bank driven by the text embedding; instruct-pix2pix: diffusion editor."
+        ),
+        image_size: int = typer.Option(64, help="Side of every pair image in pixels."),
+        n_train: int = typer.Option(64, help="Train pairs per concept (crops of the train photos)."),
+        n_test: int = typer.Option(16, help="Test pairs per concept (crops of the held-out photos)."),
+        seed: int = typer.Option(0, help="Seed for the photo split, the crops and the editor."),
+        sources: Optional[Path] = typer.Option(
+            None, help="Folder of photos to crop (png/jpg/...; searched recursively). Default: photos bundled with scikit-image/scikit-learn."
+        ),
+        test_fraction: float = typer.Option(0.25, help="Share of source photos (not crops) held out for the test pairs."),
+        model: Optional[str] = typer.Option(None, help="instruct-pix2pix: local pipeline folder or hub id (offline: from the local cache)."),
+        steps: int = typer.Option(20, help="instruct-pix2pix: denoising steps."),
+        guidance_scale: float = typer.Option(7.5, help="instruct-pix2pix: text guidance scale."),
+        image_guidance_scale: float = typer.Option(1.5, help="instruct-pix2pix: image guidance scale (higher keeps more of the photo)."),
+        work_size: int = typer.Option(256, help="instruct-pix2pix: resolution the pipeline runs at; outputs are resized to --image-size."),
+        batch_size: int = typer.Option(8, help="instruct-pix2pix: images per pipeline call."),
+        device: str = typer.Option("auto", help="instruct-pix2pix: cuda, cpu or auto."),
+        overwrite: bool = typer.Option(False, help="Rebuild a folder that was built with other settings (editor, seed, sizes, sources)."),
+    ) -> None:
+        """Edit source photos into (source, target) pairs for each concept.
+
+        Resumes where it stopped: concepts already in the folder's manifest are skipped. Each concept's pairs file and the manifest are written atomically.
+        """
+        import warnings
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from weightgen.errors import WeightgenError
+        from weightgen.pairs.build import PairsConfig, build_pairs, prompt_set_concepts, read_concepts_file
+
+        texts: list[str] = list(concept or [])
+        if concepts_file is not None:
+            texts += read_concepts_file(concepts_file)
+        if prompt_set is not None:
+            texts += prompt_set_concepts(prompt_set, str(prompt_file) if prompt_file else None)
+        elif prompt_file is not None:
+            raise WeightgenError("--prompt-file needs --prompt-set train|heldout|all")
+        if not texts:
+            raise WeightgenError("no concepts: pass --concept, --concepts-file or --prompt-set")
+        if limit < 0:
+            raise WeightgenError(f"--limit must be >= 0, got {limit}")
+        if limit:
+            texts = texts[:limit]
+        if sources is not None and not sources.is_dir():
+            raise WeightgenError(f"sources folder not found: {sources}")
+
+        options: dict = {}
+        if editor == "instruct-pix2pix":
+            options = {
+                "steps": steps,
+                "guidance_scale": guidance_scale,
+                "image_guidance_scale": image_guidance_scale,
+                "work_size": work_size,
+                "batch_size": batch_size,
+                "device": device,
+            }
+            if model:
+                options["model"] = model
+        elif model:
+            raise WeightgenError(f"--model is an instruct-pix2pix option; editor {editor!r} takes none")
+
+        config = PairsConfig(
+            out=str(out),
+            editor=editor,
+            image_size=image_size,
+            n_train=n_train,
+            n_test=n_test,
+            seed=seed,
+            sources=str(sources) if sources else None,
+            test_fraction=test_fraction,
+            overwrite=overwrite,
+            editor_options=options,
+        )
+        console = Console(stderr=True)
+        shown = warnings.showwarning
+        # one readable line per warning (skipped images, truncated concepts), printed above the bar
+        warnings.showwarning = lambda message, category, *a, **k: console.print(f"warning: {message}", markup=False)
+        try:
+            with Progress(
+                TextColumn("[bold]pairs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"), console=console,
+            ) as bar:
+                task = bar.add_task("", total=None)
+
+                def progress(done: int, total: int, text: str) -> None:
+                    bar.update(task, completed=done, total=total, description=text[:40])
+
+                report = build_pairs(texts, config, progress=progress)
+        finally:
+            warnings.showwarning = shown
+        console.print(
+            f"{len(report.built)} concept(s) built, {len(report.resumed)} already present"
+            + (f", {report.skipped_images} source image(s) skipped" if report.skipped_images else "")
+            + f" -> {report.root}",
+            markup=False,
+        )

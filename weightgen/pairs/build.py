@@ -1,0 +1,251 @@
+"""Build a pair dataset folder: per concept, source crops and their edits, plus a manifest.
+
+Layout (the contract with gan/data.py):
+    <root>/manifest.json                  what was built, with which editor, seed and photos
+    <root>/<concept_id>/pairs.safetensors train_source/train_target/test_source/test_target,
+                                          uint8 (N, 3, H, W); metadata {"concept": text}
+
+Resume: a concept is listed in the manifest only after its pairs file is fully written (both
+writes are atomic), so a rerun skips exactly the finished concepts and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from weightgen.errors import WeightgenError
+from weightgen.io import read_json, save_tensors, write_json
+from weightgen.pairs import concept_id, normalize_concept
+
+FORMAT = "weightgen-pairs"
+VERSION = 1
+MANIFEST = "manifest.json"
+PAIRS_FILE = "pairs.safetensors"
+RUNTIME_OPTIONS = ("batch_size", "device")  # editor options that do not change the pairs
+
+
+@dataclass
+class PairsConfig:
+    out: str  # dataset folder
+    editor: str = "procedural"  # weightgen.pairs.editors.REGISTRY key
+    image_size: int = 64  # pixels per side of every pair image
+    n_train: int = 64  # train pairs per concept (crops of train photos)
+    n_test: int = 16  # test pairs per concept (crops of test photos)
+    seed: int = 0  # photo split, crops and the editor's randomness
+    sources: str | None = None  # folder of photos; None = the bundled photos
+    test_fraction: float = 0.25  # share of photos held out
+    overwrite: bool = False  # rebuild a folder made with other settings instead of refusing
+    editor_options: dict = field(default_factory=dict)  # passed to the editor's constructor
+
+    def __post_init__(self):
+        from weightgen.pairs.editors import REGISTRY
+
+        if self.editor not in REGISTRY:
+            raise WeightgenError(f"unknown editor {self.editor!r}; choose one of {sorted(REGISTRY)}")
+        if not 8 <= self.image_size <= 4096:
+            raise WeightgenError(f"image_size must be in [8, 4096], got {self.image_size}")
+        if self.n_train < 1 or self.n_test < 1:
+            raise WeightgenError(f"n_train and n_test must be >= 1, got {self.n_train} and {self.n_test}")
+
+    def settings(self) -> dict:
+        """What must match for a folder to be resumed (anything else changes the data)."""
+        return {
+            "image_size": self.image_size,
+            "editor": self.editor,
+            "seed": self.seed,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "sources_origin": "bundled" if self.sources is None else str(Path(self.sources).resolve()),
+            "test_fraction": self.test_fraction,
+            "editor_options": {k: v for k, v in self.editor_options.items() if k not in RUNTIME_OPTIONS},
+        }
+
+
+@dataclass
+class BuildReport:
+    root: Path
+    built: list[str]  # concept ids written by this run
+    resumed: list[str]  # concept ids already in the manifest, skipped
+    skipped_images: int  # unreadable or too small files in the sources folder
+
+
+def unique_concepts(texts: Iterable[str]) -> list[str]:
+    """Normalized concept texts, duplicates (same concept id) dropped with a warning."""
+    out, seen = [], {}
+    for i, text in enumerate(texts):
+        try:
+            norm = normalize_concept(text)
+        except WeightgenError:
+            raise WeightgenError(f"concept #{i + 1} is empty: {text!r}") from None
+        cid = concept_id(norm)
+        if cid in seen:
+            warnings.warn(f"duplicate concept {norm!r} (same as {seen[cid]!r}) listed once", stacklevel=2)
+            continue
+        seen[cid] = norm
+        out.append(norm)
+    if not out:
+        raise WeightgenError("no concepts given")
+    return out
+
+
+def _open_manifest(config: PairsConfig) -> dict:
+    """The manifest to continue, a fresh one, or an error naming the mismatched settings."""
+    root = Path(config.out)
+    path = root / MANIFEST
+    fresh = {"format": FORMAT, "version": VERSION, **config.settings(), "concepts": {}}
+    if not path.exists():
+        return fresh
+    old = read_json(path)
+    if not isinstance(old, dict) or old.get("format") != FORMAT:
+        raise WeightgenError(f"{path} is not a weightgen pair dataset manifest; choose another --out")
+    mismatched = {k: (old.get(k), v) for k, v in config.settings().items() if old.get(k) != v}
+    if not mismatched:
+        old.setdefault("concepts", {})
+        return old
+    if not config.overwrite:
+        what = ", ".join(f"{k}={a!r} (asked {b!r})" for k, (a, b) in mismatched.items())
+        raise WeightgenError(f"{root} was built with other settings: {what}; pass --overwrite to rebuild it")
+    for cid in old.get("concepts", {}):  # --overwrite: drop what the old settings produced
+        shutil.rmtree(root / cid, ignore_errors=True)
+    return fresh
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Temp files a killed run left behind (atomic writes clean up after themselves otherwise)."""
+    for tmp in list(root.glob(f".{MANIFEST}.*.tmp")) + list(root.glob(f"*/.{PAIRS_FILE}.*.tmp")):
+        tmp.unlink(missing_ok=True)
+
+
+def build_pairs(
+    concepts: Iterable[str],
+    config: PairsConfig,
+    editor: Any = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> BuildReport:
+    """Write the pair dataset for `concepts` into `config.out`, resuming a previous run.
+
+    editor: an already-built editor (else one is made from config.editor/editor_options, only if
+    there is work left). progress(done, total, text) is called after each concept.
+    """
+    import torch
+
+    from weightgen.pairs.editors import load_editor
+    from weightgen.pairs.sources import SourceConfig, build_sources
+
+    texts = unique_concepts(concepts)
+    root = Path(config.out)
+    if root.exists() and not root.is_dir():
+        raise WeightgenError(f"output path exists and is not a folder: {root}")
+    manifest = _open_manifest(config)
+    sources = build_sources(
+        SourceConfig(
+            image_size=config.image_size,
+            n_train=config.n_train,
+            n_test=config.n_test,
+            seed=config.seed,
+            folder=config.sources,
+            test_fraction=config.test_fraction,
+        )
+    )
+    manifest["sources"] = sources.describe()
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(root)
+
+    done = [t for t in texts if concept_id(t) in manifest["concepts"]]
+    todo = [t for t in texts if concept_id(t) not in manifest["concepts"]]
+    if todo and editor is None:
+        editor = load_editor(config.editor, **config.editor_options)
+    if editor is not None:
+        manifest["editor_config"] = editor.describe()
+    manifest["concepts"] = manifest.pop("concepts")  # keep the long part last in the file
+    write_json(root / MANIFEST, manifest)
+
+    if progress is not None:
+        progress(len(done), len(texts), "")
+    n_train = len(sources.train)
+    both = torch.cat([sources.train, sources.test])  # one edit call: better batching
+    built = []
+    for i, text in enumerate(todo):
+        cid = concept_id(text)
+        targets = editor.edit(both, text, seed=config.seed)
+        if targets.shape != both.shape or targets.dtype != torch.uint8:
+            raise RuntimeError(f"editor {config.editor!r} returned {tuple(targets.shape)} {targets.dtype}")
+        save_tensors(
+            root / cid / PAIRS_FILE,
+            {
+                "train_source": sources.train,
+                "train_target": targets[:n_train],
+                "test_source": sources.test,
+                "test_target": targets[n_train:],
+            },
+            metadata={"concept": text},
+        )
+        manifest["concepts"][cid] = {
+            "text": text,
+            "n_train": n_train,
+            "n_test": len(sources.test),
+            "sources_train": sources.train_photos,
+            "sources_test": sources.test_photos,
+        }
+        write_json(root / MANIFEST, manifest)  # after the pairs file: listed means complete
+        built.append(cid)
+        if progress is not None:
+            progress(len(done) + i + 1, len(texts), text)
+    return BuildReport(
+        root=root,
+        built=built,
+        resumed=[concept_id(t) for t in done],
+        skipped_images=len(sources.skipped),
+    )
+
+
+def read_concepts_file(path: str | Path) -> list[str]:
+    """Concept texts from a text file (one per line, '#' comments) or JSON.
+
+    JSON may be a list of strings, a list of {"text": ...}, or a prompt set ({"concepts": [...]}).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightgenError(f"concepts file not found: {path}")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise WeightgenError(f"concepts file {path} is not UTF-8 text: {e}") from None
+    if path.suffix.lower() == ".json" or raw.lstrip().startswith(("[", "{")):
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise WeightgenError(f"corrupt JSON concepts file {path}: {e}") from None
+        items = data.get("concepts") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise WeightgenError(f"{path}: expected a list of concepts or {{'concepts': [...]}}")
+        texts = []
+        for i, item in enumerate(items):
+            text = item.get("text") if isinstance(item, dict) else item
+            if not isinstance(text, str):
+                raise WeightgenError(f"{path}: concept #{i + 1} is not a string or {{'text': ...}}: {item!r}")
+            texts.append(text)
+        return texts
+    lines = [line.strip() for line in raw.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def prompt_set_concepts(split: str, path: str | None = None) -> list[str]:
+    """Concept texts of the shipped (or given) prompt set: split 'train', 'heldout' or 'all'."""
+    try:
+        from prompts import load_prompt_set
+    except ImportError:
+        try:
+            from prompts.concepts import load_prompt_set
+        except ImportError:
+            raise WeightgenError("the prompts package (prompt sets) is not available in this install") from None
+    if split not in ("train", "heldout", "all"):
+        raise WeightgenError(f"prompt set split must be train, heldout or all, got {split!r}")
+    prompt_set = load_prompt_set(path)
+    chosen = prompt_set.concepts if split == "all" else [c for c in prompt_set.concepts if c.split == split]
+    return [c.text for c in chosen]
