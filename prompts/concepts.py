@@ -1,0 +1,185 @@
+"""The prompt-set data model: Concept, PromptSet, their JSON file format and concept ids.
+
+Every later stage (pairs, zoo, generator, evaluation) reads concepts through `load_prompt_set`,
+so the file is validated here once, with errors that name the file and the bad entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from weightgen.errors import WeightgenError
+from weightgen.io import read_json, write_json
+
+FORMAT = "weightgen-prompts"
+VERSION = "1"
+CATEGORIES = ("style", "character", "appearance")
+SPLITS = ("train", "heldout")
+DATA_DIR = Path(__file__).parent / "data"
+DEFAULT_PROMPT_SET = DATA_DIR / "concepts-v1.json"
+
+Split = Literal["train", "heldout"]
+
+
+def clean_text(text: str) -> str:
+    """Whitespace-normalized text; empty or whitespace-only concepts are a user error."""
+    if not isinstance(text, str) or not text.strip():
+        raise WeightgenError(f"empty concept text: {text!r}")
+    return " ".join(text.split())
+
+
+def concept_id(text: str) -> str:
+    """Stable id shared by every stage: slug (a-z0-9 and '-', <= 40 chars) + '-' + sha1[:8].
+
+    The hash is over the whitespace-normalized lowercase text, so ids survive spacing and case
+    changes; the slug folds accents to ASCII (non-ASCII text works, its hash keeps it unique).
+    """
+    norm = clean_text(text).lower()
+    ascii_text = unicodedata.normalize("NFKD", norm).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:40].strip("-") or "concept"
+    return f"{slug}-{hashlib.sha1(norm.encode('utf-8')).hexdigest()[:8]}"
+
+
+@dataclass
+class Concept:
+    """One edit concept. `parent` is the concept it was derived from (None for a root);
+    a composition's `components` are the ids it combines (its parent is the first)."""
+
+    text: str
+    category: str
+    parent: str | None = None
+    paraphrases: list[str] = field(default_factory=list)
+    split: Split = "train"
+    components: list[str] = field(default_factory=list)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.text = clean_text(self.text)
+        if not self.id:
+            self.id = concept_id(self.text)
+        if self.category not in CATEGORIES:
+            raise WeightgenError(f"concept {self.text!r}: unknown category {self.category!r}; use one of {CATEGORIES}")
+        if self.split not in SPLITS:
+            raise WeightgenError(f"concept {self.text!r}: unknown split {self.split!r}; use one of {SPLITS}")
+        self.paraphrases = [clean_text(p) for p in self.paraphrases]
+
+    @property
+    def texts(self) -> list[str]:
+        """The concept text followed by its paraphrases (all name the same edit)."""
+        return [self.text, *self.paraphrases]
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        out = {k: d[k] for k in ("id", "text", "category", "parent", "paraphrases", "split")}
+        if self.components:
+            out["components"] = list(self.components)
+        return out
+
+
+@dataclass
+class PromptSet:
+    concepts: list[Concept]
+    build_command: str = ""
+    categories: tuple[str, ...] = CATEGORIES
+    source: str = ""  # the file it was read from, for error messages
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for c in self.concepts:
+            if c.id in seen:
+                raise WeightgenError(f"duplicate concept id {c.id!r} ({c.text!r} and {seen[c.id]!r}) {self.source}".rstrip())
+            seen[c.id] = c.text
+        for c in self.concepts:
+            for ref in ([c.parent] if c.parent else []) + c.components:
+                if ref not in seen:
+                    raise WeightgenError(f"concept {c.text!r} refers to unknown concept id {ref!r} {self.source}".rstrip())
+
+    @property
+    def train(self) -> list[Concept]:
+        return [c for c in self.concepts if c.split == "train"]
+
+    @property
+    def heldout(self) -> list[Concept]:
+        return [c for c in self.concepts if c.split == "heldout"]
+
+    @property
+    def by_id(self) -> dict[str, Concept]:
+        return {c.id: c for c in self.concepts}
+
+    def by_text(self, text: str) -> Concept | None:
+        """The concept whose text or paraphrase matches `text` (case and spacing ignored)."""
+        key = clean_text(text).lower()
+        for c in self.concepts:
+            if any(t.lower() == key for t in c.texts):
+                return c
+        return None
+
+    def category(self, name: str) -> list[Concept]:
+        return [c for c in self.concepts if c.category == name]
+
+    def stats(self) -> dict:
+        """Counts a reader checks first: totals, per category and split, paraphrases."""
+        n = len(self.concepts)
+        per = {cat: {s: sum(1 for c in self.concepts if c.category == cat and c.split == s) for s in SPLITS} for cat in self.categories}
+        return {
+            "concepts": n,
+            "train": len(self.train),
+            "heldout": len(self.heldout),
+            "heldout_fraction": round(len(self.heldout) / n, 4) if n else 0.0,
+            "per_category": per,
+            "compositions": sum(1 for c in self.concepts if c.components),
+            "roots": sum(1 for c in self.concepts if c.parent is None),
+            "paraphrases": sum(len(c.paraphrases) for c in self.concepts),
+            "min_paraphrases": min((len(c.paraphrases) for c in self.concepts), default=0),
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "build_command": self.build_command,
+            "categories": list(self.categories),
+            "concepts": [c.to_json() for c in self.concepts],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Atomic write: an interrupted save never leaves a partial prompt file."""
+        write_json(path, self.to_json())
+        return Path(path)
+
+
+def load_prompt_set(path: str | Path | None = None) -> PromptSet:
+    """Read a prompt set file (the shipped prompts/data/concepts-v1.json when `path` is None)."""
+    path = Path(path) if path is not None else DEFAULT_PROMPT_SET
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise WeightgenError(f"{path} is not a weightgen prompt set (format {data.get('format') if isinstance(data, dict) else None!r}, expected {FORMAT!r})")
+    if str(data.get("version")) != VERSION:
+        raise WeightgenError(f"{path}: unsupported prompt set version {data.get('version')!r} (this weightgen reads {VERSION!r})")
+    categories = tuple(data.get("categories") or CATEGORIES)
+    concepts = []
+    for i, entry in enumerate(data.get("concepts") or []):
+        try:
+            concepts.append(
+                Concept(
+                    text=entry["text"],
+                    category=entry["category"],
+                    parent=entry.get("parent"),
+                    paraphrases=list(entry.get("paraphrases") or []),
+                    split=entry.get("split", "train"),
+                    components=list(entry.get("components") or []),
+                    id=entry.get("id") or "",
+                )
+            )
+        except (KeyError, TypeError) as e:
+            raise WeightgenError(f"{path}: concept #{i} is malformed (missing {e}): {entry!r}") from None
+        except WeightgenError as e:
+            raise WeightgenError(f"{path}: concept #{i}: {e}") from None
+    if not concepts:
+        raise WeightgenError(f"{path}: the prompt set has no concepts")
+    return PromptSet(concepts=concepts, build_command=data.get("build_command", ""), categories=categories, source=f"in {path}")
