@@ -6,15 +6,13 @@ so the file is validated here once, with errors that name the file and the bad e
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from weightgen.errors import WeightgenError
 from weightgen.io import read_json, write_json
+from weightgen.pairs import concept_id  # noqa: F401  (re-exported: one id scheme for every stage)
 
 FORMAT = "weightgen-prompts"
 VERSION = "1"
@@ -31,18 +29,6 @@ def clean_text(text: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise WeightgenError(f"empty concept text: {text!r}")
     return " ".join(text.split())
-
-
-def concept_id(text: str) -> str:
-    """Stable id shared by every stage: slug (a-z0-9 and '-', <= 40 chars) + '-' + sha1[:8].
-
-    The hash is over the whitespace-normalized lowercase text, so ids survive spacing and case
-    changes; the slug folds accents to ASCII (non-ASCII text works, its hash keeps it unique).
-    """
-    norm = clean_text(text).lower()
-    ascii_text = unicodedata.normalize("NFKD", norm).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:40].strip("-") or "concept"
-    return f"{slug}-{hashlib.sha1(norm.encode('utf-8')).hexdigest()[:8]}"
 
 
 @dataclass
