@@ -30,6 +30,23 @@ def _print_metrics(rows: dict[str, dict[str, float]]) -> None:
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the app."""
 
+    @app.command("demo")
+    def demo_cmd(
+        concept: str = typer.Option("van gogh style", "--concept", "-c", help="The new concept the LoRA learns."),
+        out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Working folder (resumable: reruns reuse it)."),
+        base_concepts: int = typer.Option(4, help="How many representative concepts the base GAN trains on."),
+        base_seconds: float = typer.Option(180.0, help="Wall-clock budget for the base GAN, seconds."),
+        lora_seconds: float = typer.Option(120.0, help="Wall-clock budget for the concept's LoRA, seconds."),
+        seed: int = typer.Option(0, help="Seed for the pairs, the base and the batch order."),
+    ) -> None:
+        """Build pairs, train a base GAN on representative concepts, then a LoRA for CONCEPT; report before/after."""
+        from weightgen.demo import DemoConfig, run_demo
+
+        s = run_demo(DemoConfig(out=str(out), concept=concept, n_base_concepts=base_concepts,
+                                base_seconds=base_seconds, lora_seconds=lora_seconds, seed=seed))
+        _print_metrics({"base": s["base"], f"base + LoRA ({s['lora_steps']} steps, {s['lora_seconds']:.0f} s)": s["lora"]})
+        print(f"adapter: {s['adapter']}  grid: {s['grid']}  summary: {out / 'summary.json'}")
+
     @app.command("train-base")
     def train_base_cmd(
         pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder (manifest.json + <concept_id>/pairs.safetensors)."),
