@@ -1,0 +1,450 @@
+"""Training the weight generator on a chunk dataset, with accelerate.
+
+    trainer = GeneratorTrainer(TrainConfig(steps=20_000), load_chunk_dataset("chunks"), "runs/gen")
+    trainer.resume()            # picks up runs/gen/training/state.json if there is one
+    trainer.run_loop()          # -> runs/gen/generator (a folder `weightgen init` loads)
+
+Out folder:
+  generator/                 the generator folder (EMA weights), rewritten at every checkpoint
+  training/state.json        the one source of resume state: step, current checkpoint, config
+  training/ckpt-<step>/      model / ema / optimizer safetensors (+ optimizer.json)
+  training/log.jsonl         losses and validation metrics
+
+Every step draws its batch, timesteps and noise from generators seeded by (seed, step, rank), so
+a resumed run follows exactly the trajectory of an uninterrupted one without saving RNG state.
+Multi-process runs go through `accelerate launch --multi_gpu --num_processes K` (with
+Accelerator(cpu=True) for CPU ranks over gloo; note `accelerate launch --cpu` alone starts one
+process) or torchrun; gradients are averaged by DDP.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from weightgen.diffusion import DiffusionConfig
+from weightgen.errors import WeightgenError
+from weightgen.io import load_tensors, read_json, save_tensors, write_json
+
+if TYPE_CHECKING:  # torch is imported where used, so the CLI reads the choices below cheaply
+    import torch
+
+    from weightgen.chunks import ChunkData
+    from weightgen.init import WeightGenPipeline
+    from weightgen.text_encoders import TextEncoder
+
+MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
+STATE_FORMAT = "weightgen-generator-training"
+# Fields a resumed run may change; anything else (model size, encoder, noise process) must match.
+# (text_encoder_path may move: the encoder's identity is checked by its fingerprint instead.)
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "validate_every", "log_every",
+                     "text_encoder_path", "cpu", "mixed_precision")
+
+GenerateFn = Callable[[list[str]], "list[dict[str, torch.Tensor]]"]
+ValidateFn = Callable[[int, GenerateFn], dict[str, float]]
+
+
+@dataclass
+class TrainConfig:
+    """How to train the generator; stored in its state file and in generator.json."""
+
+    steps: int = 20_000  # optimizer steps in total (a resumed run continues up to this)
+    batch_size: int = 256  # blocks per process per step
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 200  # linear warmup, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    ema_decay: float = 0.999  # the saved generator uses these averaged weights
+    mixed_precision: str = "no"  # one of MIXED_PRECISION; bf16/fp16 autocast where the device has it
+    model_size: str = "small"  # key of weightgen.models.MODEL_SIZES
+    text_encoder: str = "minilm"  # key of weightgen.text_encoders.TEXT_ENCODERS
+    text_encoder_path: str | None = None  # local weights for encoders that need them
+    checkpoint_every: int = 1000  # steps between checkpoints (and generator folder refreshes)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    validate_every: int = 0  # steps between validation callbacks; 0: only at the end
+    log_every: int = 25
+    seed: int = 0
+    cpu: bool = False  # force the CPU even when an accelerator is present
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def __post_init__(self) -> None:
+        from weightgen.models import MODEL_SIZES
+
+        if isinstance(self.diffusion, dict):
+            self.diffusion = DiffusionConfig.from_dict(self.diffusion)
+        for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "validate_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"weight_decay and grad_clip must be >= 0, got {self.weight_decay!r}, {self.grad_clip!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.model_size not in MODEL_SIZES:
+            raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (float32 shadow copies).
+
+    The decay warms up as min(decay, (1 + k) / (10 + k)) so early averages are not dominated by
+    the random initialization.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters()}
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, p in model.named_parameters():
+            self.shadow[name].lerp_(p.detach().float(), 1 - d)
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            p.data.copy_(self.shadow[name].to(p.dtype))
+
+
+def _step_seed(seed: int, step: int, rank: int, what: str) -> int:
+    digest = hashlib.sha256(f"{seed}/{step}/{rank}/{what}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def encode_concepts(encoder: TextEncoder, texts: list[str], batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, T, D) token features and (C, T) mask for all concepts, padded to the longest; computed once."""
+    import torch
+    import torch.nn.functional as F
+
+    toks, masks = [], []
+    for i in range(0, len(texts), batch):
+        f = encoder.encode(texts[i : i + batch])
+        toks.append(f.tokens.float().cpu())
+        masks.append(f.mask.cpu())
+    T = max(t.shape[1] for t in toks)
+    tokens = torch.cat([F.pad(t, (0, 0, 0, T - t.shape[1])) for t in toks])
+    mask = torch.cat([F.pad(m, (0, T - m.shape[1])) for m in masks])
+    return tokens, mask
+
+
+def _optimizer_to_files(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer state dict as safetensors tensors + JSON (no pickle)."""
+    import torch
+
+    tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
+    for pid, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{key}"] = value.detach().cpu()
+            else:
+                meta["state"].setdefault(str(pid), {})[key] = value
+    return tensors, meta
+
+
+def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, entries in meta.get("state", {}).items():
+        state.setdefault(int(pid), {}).update(entries)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class GeneratorTrainer:
+    """run_loop -> run_step -> forward_backward, plus EMA, checkpoint/resume and validation."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: ChunkData,
+        out_dir: str | Path,
+        text_encoder: TextEncoder | None = None,
+        validate: ValidateFn | None = None,
+        accelerator=None,
+    ):
+        import torch
+        from accelerate import Accelerator
+
+        from weightgen.diffusion import WeightDiffusion
+        from weightgen.models import MODEL_SIZES
+        from weightgen.models.unet1d import WeightUNet1D
+        from weightgen.text_encoders import load_text_encoder
+
+        if len(data) == 0:
+            raise WeightgenError("the chunk dataset is empty: nothing to train on")
+        self.config, self.data, self.layout = config, data, data.layout
+        self.out_dir = Path(out_dir)
+        self.state_dir = self.out_dir / "training"
+        self.validate_fn = validate
+        self.acc = accelerator or Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
+        dev = self.acc.device
+
+        # 1. frozen text encoder: every training concept encoded once, kept in memory
+        self.encoder = text_encoder or load_text_encoder(config.text_encoder, config.text_encoder_path)
+        if self.encoder.name != config.text_encoder:
+            raise WeightgenError(f"config names text encoder {config.text_encoder!r}, got a {self.encoder.name!r} encoder")
+        tokens, mask = encode_concepts(self.encoder, data.concepts)
+        self.text_tokens, self.text_mask = tokens.to(dev), mask.to(dev)  # (C, T, D), (C, T)
+        self.blocks = data.blocks.to(dev)  # (M, b) normalized
+        self.block_index = data.block_index.to(dev)
+        self.concept_index = data.concept_index.to(dev)
+
+        # 2. network, EMA copy, optimizer; the noise process
+        with torch.random.fork_rng(devices=[]):  # seeded init, without touching the caller's RNG
+            torch.manual_seed(config.seed)
+            model = WeightUNet1D(
+                **MODEL_SIZES[config.model_size],
+                block_size=self.layout.block_size,
+                text_dim=self.encoder.dim,
+                max_chunk_index=self.layout.n_blocks,
+            )
+        self.ema = EMA(model, config.ema_decay)
+        # fused: one kernel for all parameters; the loop over ~200 small tensors dominates small models
+        fused = {"fused": True} if dev.type in ("cpu", "cuda") else {}
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
+        self.model, self.opt = self.acc.prepare(model, opt)
+        self.diffusion = WeightDiffusion(config.diffusion)
+        self.step = 0
+        self.history: list[dict] = []
+
+    @property
+    def unwrapped(self):
+        return self.acc.unwrap_model(self.model)
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run_loop(self, progress: bool = True) -> Path:
+        """Train up to config.steps, checkpointing and validating on the way; returns the generator folder."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train generator", unit="step",
+                   disable=not (progress and self.acc.is_main_process))
+        while self.step < cfg.steps:
+            losses = self.run_step()
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                # every rank takes part in the reduction, at the same (deterministic) steps
+                logged = {k: float(self.acc.reduce(v.detach(), reduction="mean")) for k, v in losses.items()}
+                bar.set_postfix(loss=f"{logged['loss']:.4f}")
+                self._log({"step": self.step, "lr": cfg.lr_at(self.step - 1), **logged})
+            if cfg.validate_every and self.step % cfg.validate_every == 0 and self.step < cfg.steps:
+                self.validate()
+            if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.save_checkpoint()
+        bar.close()
+        if self.validate_fn is not None:
+            self.validate()
+        self.save_checkpoint()
+        return self.out_dir / "generator"
+
+    def run_step(self) -> dict[str, torch.Tensor]:
+        for group in self.opt.param_groups:
+            group["lr"] = self.config.lr_at(self.step)
+        losses = self.forward_backward(self._batch())
+        self.step += 1
+        return losses
+
+    def _batch(self) -> tuple[dict, "torch.Tensor", "torch.Generator"]:
+        """This rank's blocks for this step, from a generator seeded by (seed, step, rank)."""
+        import torch
+
+        cfg, rank, dev = self.config, self.acc.process_index, self.acc.device
+        g = torch.Generator().manual_seed(_step_seed(cfg.seed, self.step, rank, "batch"))
+        idx = torch.randint(0, self.blocks.shape[0], (cfg.batch_size,), generator=g).to(dev)
+        concepts, text_index = torch.unique(self.concept_index[idx], return_inverse=True)
+        kwargs = {
+            "block_index": self.block_index[idx],  # (B,)
+            "text_tokens": self.text_tokens[concepts],  # (U, T, D): only this batch's concepts
+            "text_mask": self.text_mask[concepts],  # (U, T)
+            "text_index": text_index,  # (B,)
+        }
+        noise_gen = torch.Generator(device=dev).manual_seed(_step_seed(cfg.seed, self.step, rank, "noise"))
+        return kwargs, self.blocks[idx][:, None, :], noise_gen  # x0: (B, 1, b)
+
+    def forward_backward(self, batch) -> dict[str, torch.Tensor]:
+        kwargs, x0, noise_gen = batch
+        self.model.train()
+        with self.acc.autocast():
+            losses = self.diffusion.training_losses(self.model, x0, kwargs, generator=noise_gen)
+        self.acc.backward(losses["loss"])
+        if self.config.grad_clip > 0:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.ema.update(self.unwrapped)
+        return losses
+
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.acc.is_main_process:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.state_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ---- generation with the EMA weights --------------------------------------------------
+
+    def pipeline(self) -> WeightGenPipeline:
+        """A generation pipeline on a copy of the network carrying the EMA weights."""
+        from weightgen.init import WeightGenPipeline
+
+        model = copy.deepcopy(self.unwrapped).eval()
+        self.ema.copy_to(model)
+        return WeightGenPipeline(model, self.encoder, self.layout, self.diffusion, {"step": self.step})
+
+    def validate(self) -> dict[str, float]:
+        """Call the validation callback (main process only) with a `generate(concepts)` function."""
+        metrics: dict[str, float] = {}
+        if self.validate_fn is not None and self.acc.is_main_process:
+            pipe = self.pipeline()
+            metrics = dict(self.validate_fn(self.step, lambda concepts: pipe.generate(list(concepts))))
+            self._log({"step": self.step, "validation": metrics})
+        self.acc.wait_for_everyone()
+        return metrics
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def _state_path(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def save_checkpoint(self) -> None:
+        """Write ckpt-<step>, then state.json pointing at it (the commit point), then the generator folder."""
+        from weightgen.io import atomic_dir
+
+        if self.acc.is_main_process:
+            name = f"ckpt-{self.step:07d}"
+            previous = read_json(self._state_path()) if self._state_path().is_file() else {}
+            with atomic_dir(self.state_dir / name, overwrite=True) as tmp:
+                save_tensors(tmp / "model.safetensors", self.unwrapped.state_dict())
+                save_tensors(tmp / "ema.safetensors", self.ema.shadow)
+                opt_tensors, opt_meta = _optimizer_to_files(self.opt.state_dict())
+                save_tensors(tmp / "optimizer.safetensors", opt_tensors)
+                write_json(tmp / "optimizer.json", opt_meta)
+            kept = [c for c in previous.get("checkpoints", []) if c != name] + [name]
+            dropped, kept = kept[: -self.config.keep_checkpoints], kept[-self.config.keep_checkpoints :]
+            write_json(self._state_path(), {
+                "format": STATE_FORMAT,
+                "version": 1,
+                "step": self.step,
+                "checkpoint": name,
+                "checkpoints": kept,
+                "ema_updates": self.ema.updates,
+                "num_processes": self.acc.num_processes,
+                "layout_fingerprint": self.layout.fingerprint,
+                "text_encoder": self.encoder.fingerprint,
+                "config": self.config.to_dict(),
+            })
+            for old in dropped:
+                shutil.rmtree(self.state_dir / old, ignore_errors=True)
+            self.pipeline().save_pretrained(self.out_dir / "generator", extra_info=self.generator_info())
+        self.acc.wait_for_everyone()
+
+    def generator_info(self) -> dict:
+        return {
+            "training": self.config.to_dict(),
+            "step": self.step,
+            "num_processes": self.acc.num_processes,
+            "concepts": list(self.data.concepts),
+        }
+
+    def resume(self) -> bool:
+        """Load training/state.json and its checkpoint if present; False when starting fresh."""
+        path = self._state_path()
+        if not path.is_file():
+            return False
+        state = read_json(path)
+        if state.get("format") != STATE_FORMAT:
+            raise WeightgenError(f"{path} is not a generator training state file")
+        if state.get("layout_fingerprint") != self.layout.fingerprint:
+            raise WeightgenError(
+                f"cannot resume {self.out_dir}: it was trained on chunk layout {state.get('layout_fingerprint')!r}, "
+                f"these chunks have layout {self.layout.fingerprint!r}"
+            )
+        recorded = state.get("text_encoder") or {}
+        for key in ("name", "version", "dim"):
+            if recorded.get(key) != self.encoder.fingerprint.get(key):
+                raise WeightgenError(
+                    f"cannot resume {self.out_dir}: it was trained with text encoder {key} "
+                    f"{recorded.get(key)!r}, this one has {self.encoder.fingerprint.get(key)!r}"
+                )
+        saved = dict(state.get("config", {}))
+        now = self.config.to_dict()
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        if changed:
+            k = changed[0]
+            raise WeightgenError(
+                f"cannot resume {self.out_dir}: {k} was {saved.get(k)!r}, now {now[k]!r} "
+                f"(only {', '.join(RESUMABLE_CHANGES)} may change on resume)"
+            )
+        ckpt = self.state_dir / str(state.get("checkpoint"))
+        if not (ckpt / "model.safetensors").is_file():
+            raise WeightgenError(f"{path} points at checkpoint {ckpt}, which is missing or incomplete")
+        self.unwrapped.load_state_dict(load_tensors(ckpt / "model.safetensors"))
+        ema = load_tensors(ckpt / "ema.safetensors")
+        if set(ema) != set(self.ema.shadow):
+            raise WeightgenError(f"{ckpt / 'ema.safetensors'} does not match the network's parameters")
+        self.ema.shadow = {k: v.to(self.acc.device) for k, v in ema.items()}
+        self.ema.updates = int(state["ema_updates"])
+        opt_state = _optimizer_from_files(load_tensors(ckpt / "optimizer.safetensors"), read_json(ckpt / "optimizer.json"))
+        self.opt.load_state_dict(opt_state)
+        self.step = int(state["step"])
+        return True
+
+
+def train_generator(
+    chunks_dir: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = False,
+    validate: ValidateFn | None = None,
+    progress: bool = True,
+    text_encoder: TextEncoder | None = None,
+) -> Path:
+    """Train on a chunk dataset folder; returns out_dir/generator. Refuses a used out_dir unless resume."""
+    from weightgen.chunks import load_chunk_dataset
+
+    out_dir = Path(out_dir)
+    if (out_dir / "training" / "state.json").is_file() and not resume:
+        raise WeightgenError(f"{out_dir} already holds a training run; pass --resume to continue it or pick another --out")
+    data = load_chunk_dataset(chunks_dir)
+    trainer = GeneratorTrainer(config, data, out_dir, text_encoder=text_encoder, validate=validate)
+    if resume and not trainer.resume() and trainer.acc.is_main_process:
+        print(f"no training state in {out_dir}; starting fresh")
+    return trainer.run_loop(progress=progress)
