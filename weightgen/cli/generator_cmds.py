@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -110,10 +109,6 @@ def register(app: typer.Typer) -> None:
         Each adapter is a peft folder loadable with PeftModel.from_pretrained(base_generator, folder).
         """
         t0 = time.perf_counter()
-        # Before torch loads (a no-op if it already has): idle OpenMP threads sleep instead of
-        # spinning. On a busy CPU spinning threads wait on descheduled peers, and generating one
-        # concept took ~2 s instead of ~0.05 s on a shared 2-core machine.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         texts = read_concepts(concept, concepts_file)
         single = len(texts) == 1 and concepts_file is None
         if out.exists() and not overwrite:
