@@ -14,15 +14,6 @@ from weightgen.pairs.similarity import BUILTIN_PARAPHRASES, similarity_check
 from weightgen.pairs.sources import SourceConfig, build_sources
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is faster, and far faster on a CPU shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def encoder():
     from weightgen.text_encoders import load_text_encoder

@@ -14,16 +14,6 @@ from weightgen.pairs.editors.instruct_pix2pix import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is faster, and far faster on a CPU shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 @pytest.fixture(scope="module")
 def tiny_pipeline(tmp_path_factory):
     return save_tiny_random_pipeline(tmp_path_factory.mktemp("ip2p") / "tiny")

@@ -11,15 +11,6 @@ from weightgen.errors import WeightgenError
 from weightgen.io import read_json, write_json
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU extra threads only spin; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
     return write_synthetic_pairs(tmp_path_factory.mktemp("pairs"), ["Warm  Sepia", "cold blue"], n_train=6, n_test=3,

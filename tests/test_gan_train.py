@@ -19,15 +19,6 @@ from weightgen.errors import WeightgenError
 TINY_G = dict(base_channels=8, n_downsample=2, n_res_blocks=1, attention_heads=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU extra threads only spin; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
     return write_synthetic_pairs(tmp_path_factory.mktemp("pairs"), ["warm sepia", "cold blue"], n_train=16, n_test=4,

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -30,15 +29,6 @@ SHAPES = {
 }
 ADAPTER_CONFIG = {"peft_type": "LORA", "r": 4, "lora_alpha": 4, "target_modules": ["conv1", "to_q"]}
 BLOCK = 64
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds sync cost (and stalls badly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,6 @@ BLOCK = 64
 A, B, C = "van gogh style", "pencil sketch", "a   cyberpunk city at night"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds sync cost (and stalls badly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class TinyBase(nn.Module):
     """A stand-in base network with one Conv2d and one Linear for peft to put LoRAs on."""
 

@@ -15,15 +15,6 @@ from weightgen.pairs.build import PairsConfig, build_pairs, read_concepts_file
 from weightgen.pairs.sources import BUNDLED_PHOTOS, SourceConfig, build_sources, load_photos
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is faster, and far faster on a CPU shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _photo(path, mode="RGB", size=(96, 80), seed=0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0 : size[1], 0 : size[0]]

@@ -10,15 +10,6 @@ from weightgen.models.unet1d import WeightUNet1D
 B, BLOCK, TEXT_DIM = 6, 64, 24
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds sync cost (and stalls badly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_unet(**overrides) -> WeightUNet1D:
     """A tiny UNet with a random (not zero) output conv, so outputs depend on every input."""
     torch.manual_seed(0)
