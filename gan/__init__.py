@@ -14,3 +14,5 @@ Modules, one job each:
   viz           before/after grids
   synthetic     a tiny synthetic pairs folder for tests and smoke runs
 """
+
+import weightgen  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)

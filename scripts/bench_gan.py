@@ -19,6 +19,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import weightgen  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch  # noqa: E402
 
 from gan.config import DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig  # noqa: E402

@@ -32,9 +32,6 @@ def main(argv: list[str] | None = None) -> None:
 
     Click's standalone mode already handles usage errors (exit 2) and Ctrl-C (exit 1).
     """
-    # Idle OpenMP threads spin by default and starve other processes on small CPUs (10x slower
-    # generation seen on a shared 2-core machine); must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="weightgen", standalone_mode=True)
