@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         concept: str = typer.Argument(..., help="Concept id or text whose test pairs to score."),
         adapter: Optional[Path] = typer.Option(None, help="LoRA adapter folder to apply on the base."),
         inception: Optional[Path] = typer.Option(None, help="Local Inception weights file: also report FID/KID "
-                                                             "(needs torch-fidelity; nothing is downloaded)."),
+                                                             "(needs the `fid` extra: pip install 'weightgen[fid]'; nothing is downloaded)."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     ) -> None:
         """Score the base (or base + adapter) on a concept's test pairs: L1, PSNR, SSIM (+ FID/KID)."""
