@@ -9,24 +9,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from peft import PeftModel
 from torch import nn
 
 from gan.config import LoraSettings, TrainConfig
 from gan.data import PairedData
-from gan.lora import add_lora, count_lora_params, load_adapter, save_adapter
+from gan.lora import add_lora, count_lora_params, load_adapter, lora_from_state_dict, save_adapter
 from gan.trainer import CheckpointFn, EvalCallback, Pix2PixTrainer
 
 
 def train_lora(generator: nn.Module, discriminator: nn.Module, data: PairedData, settings: LoraSettings,
                config: TrainConfig, init_adapter: str | Path | None = None, callback: EvalCallback | None = None,
-               checkpoint_fn: CheckpointFn | None = None, progress: bool = True) -> tuple[PeftModel, list[dict]]:
+               checkpoint_fn: CheckpointFn | None = None, progress: bool = True,
+               init_weights: tuple[dict, dict[str, torch.Tensor] | None] | None = None) -> tuple[PeftModel, list[dict]]:
     """Wrap `generator` (in place) with a LoRA and train it on `data`; returns (peft model, history).
 
-    With `init_adapter`, the LoRA (its rank and targets included) comes from that folder and
-    `settings` is not used.
+    With `init_adapter` (a folder) or `init_weights` (adapter_config, state dict in memory, e.g.
+    generated; a None state dict is peft's fresh init), the LoRA's rank and targets come from there
+    and `settings` is not used.
     """
-    if init_adapter is not None:
+    if init_adapter is not None and init_weights is not None:
+        raise ValueError("give init_adapter or init_weights, not both")
+    if init_weights is not None:
+        adapter_config, state_dict = init_weights
+        model = lora_from_state_dict(generator, adapter_config, state_dict, is_trainable=True,
+                                     init_seed=settings.init_seed)
+    elif init_adapter is not None:
         model = load_adapter(generator, init_adapter, is_trainable=True)
     else:
         model = add_lora(generator, settings)

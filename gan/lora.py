@@ -159,3 +159,34 @@ def load_adapter(base: nn.Module, adapter_dir: str | Path, is_trainable: bool = 
         raise WeightgenError(f"adapter {adapter_dir} does not match this base: "
                              f"{len(missing)} missing tensors {missing[:2]}, {len(extra)} unexpected {extra[:2]}")
     return model
+
+
+def lora_from_state_dict(base: nn.Module, adapter_config: dict, state_dict: dict[str, torch.Tensor] | None = None,
+                         is_trainable: bool = True, init_seed: int = 0) -> PeftModel:
+    """Wrap `base` (in place) with the LoRA an adapter_config describes, holding `state_dict`.
+
+    This is how weights that exist only in memory (generated, zoo mean, nearest + noise) become a
+    model; with `state_dict=None` the LoRA keeps peft's fresh init drawn after seeding `init_seed`
+    (zero B: the base's output), as `add_lora` does.
+    """
+    from peft import get_peft_config, set_peft_model_state_dict
+
+    config = {k: v for k, v in adapter_config.items() if k not in ("auto_mapping", "base_model_name_or_path")}
+    config["inference_mode"] = not is_trainable
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = get_peft_model(base, get_peft_config(config))
+    except (ValueError, TypeError) as e:
+        raise WeightgenError(f"cannot put this LoRA on the base generator: {_first_line(e)}") from None
+    if state_dict is not None:
+        expected = set(get_peft_model_state_dict(model))
+        missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+        if missing or extra:
+            raise WeightgenError(f"LoRA weights do not match this base: {len(missing)} missing tensors "
+                                 f"{missing[:2]}, {len(extra)} unexpected {extra[:2]}")
+        set_peft_model_state_dict(model, state_dict)
+    if is_trainable:
+        for name, p in model.named_parameters():
+            p.requires_grad_("lora_" in name)
+    return model

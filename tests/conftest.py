@@ -15,3 +15,11 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """pairs -> base -> zoo -> chunks -> generator, tiny, built once (see tests/tiny_world.py)."""
+    from tiny_world import build_tiny_world
+
+    return build_tiny_world(tmp_path_factory.mktemp("world"))

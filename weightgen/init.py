@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from weightgen.defaults import DEFAULT_GENERATOR_DIR
 from weightgen.errors import WeightgenError
 from weightgen.io import read_json, write_json
 
@@ -35,7 +36,6 @@ GENERATOR_FORMAT = "weightgen-generator"
 GENERATOR_VERSION = 1
 GENERATOR_FILE = "generator.json"
 # Where a released generator ships inside the package (the lead places it there).
-DEFAULT_GENERATOR_DIR = Path(__file__).resolve().parent / "assets" / "generator"
 
 
 def normalize_concept_text(text: str) -> str:

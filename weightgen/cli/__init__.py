@@ -11,10 +11,21 @@ import sys
 
 import typer
 
-from weightgen.cli import chunks_cmds, gan_cmds, generator_cmds, pairs_cmds, prompts_cmds, zoo_cmds
+from weightgen.cli import (
+    bench_cmds,
+    chunks_cmds,
+    finetune_cmds,
+    gan_cmds,
+    generator_cmds,
+    pairs_cmds,
+    pipeline_cmds,
+    prompts_cmds,
+    zoo_cmds,
+)
 from weightgen.errors import WeightgenError
 
-COMMAND_MODULES = (prompts_cmds, pairs_cmds, gan_cmds, zoo_cmds, chunks_cmds, generator_cmds)
+COMMAND_MODULES = (prompts_cmds, pairs_cmds, gan_cmds, zoo_cmds, chunks_cmds, generator_cmds, finetune_cmds,
+                   bench_cmds, pipeline_cmds)
 
 app = typer.Typer(
     name="weightgen",

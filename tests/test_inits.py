@@ -1,0 +1,87 @@
+"""Init kinds and the adapter evaluator on the tiny end-to-end world."""
+
+import pytest
+import torch
+
+from tiny_world import HELDOUT, TRAIN
+from weightgen.errors import WeightgenError
+from weightgen.evaluation import AdapterEvaluator, validation_fn
+from weightgen.init import WeightGenPipeline
+from weightgen.inits import INIT_KINDS, InitSources, ZooReference, describe_nearest, init_weights
+
+
+@pytest.fixture(scope="module")
+def sources(tiny_world):
+    pipe = WeightGenPipeline.from_pretrained(tiny_world.generator)
+    ref = ZooReference.from_zoo(tiny_world.zoo, layout=pipe.layout)
+    return InitSources(reference=ref, pipeline=pipe, ddim_steps=3)
+
+
+@pytest.fixture(scope="module")
+def evaluator(tiny_world):
+    return AdapterEvaluator.from_zoo(tiny_world.zoo)
+
+
+def test_every_kind_gives_weights_the_base_accepts(sources, evaluator):
+    base = evaluator.evaluate(HELDOUT[0], None)
+    for kind in INIT_KINDS:
+        sd = init_weights(kind, HELDOUT[0], sources)
+        if kind == "zero":
+            assert sd is None
+            continue
+        sources.pipeline.layout.check_state_dict(sd, kind)
+        m = evaluator.evaluate(HELDOUT[0], sd)
+        assert set(m) == {"l1", "psnr", "ssim"} and m["l1"] != base["l1"], kind
+
+
+def test_nearest_is_the_training_concept_itself_and_mean_is_the_zoo_mean(sources, tiny_world):
+    ref = sources.reference
+    assert ref.texts == TRAIN and ref.final.shape[0] == len(TRAIN)
+    assert describe_nearest(TRAIN[2], sources)["nearest_concept"] == TRAIN[2]
+    got = sources.pipeline.layout.to_blocks(init_weights("nearest", TRAIN[2], sources))
+    assert torch.equal(got, ref.final[2])
+    noisy = sources.pipeline.layout.to_blocks(init_weights("nearest-noise", TRAIN[2], sources))
+    assert 0 < (noisy - got).norm() and torch.equal(
+        noisy, sources.pipeline.layout.to_blocks(init_weights("nearest-noise", TRAIN[2], sources)))  # seeded
+    assert torch.allclose(sources.pipeline.layout.to_blocks(init_weights("mean", "x", sources)), ref.mean)
+
+
+def test_evaluator_matches_a_model_loaded_from_the_zoo_folder(evaluator, tiny_world):
+    import copy
+
+    from gan.base import load_base
+    from gan.lora import load_adapter
+    from gan.metrics import evaluate_pairs
+    from weightgen.chunks import read_adapter
+
+    folder = next((tiny_world.zoo).glob("pink-glow-*/ckpt-1"))
+    sd, _ = read_adapter(folder)
+    generator, _ = load_base(tiny_world.base)
+    model = load_adapter(copy.deepcopy(generator), folder)
+    pairs = evaluator.pairs(HELDOUT[0])
+    assert evaluator.evaluate(HELDOUT[0], sd) == pytest.approx(evaluate_pairs(model, pairs.test_source,
+                                                                              pairs.test_target))
+    assert evaluator.evaluate(HELDOUT[0], None) == pytest.approx(evaluate_pairs(generator, pairs.test_source,
+                                                                                pairs.test_target))
+
+
+def test_reference_round_trip_and_bad_input(sources, tmp_path):
+    ref = sources.reference
+    loaded = ZooReference.load(ref.save(tmp_path / "ref"))
+    assert loaded.texts == ref.texts and torch.equal(loaded.final, ref.final) and torch.equal(loaded.mean, ref.mean)
+    with pytest.raises(WeightgenError, match="no zoo reference"):
+        ZooReference.load(tmp_path / "nothing")
+    with pytest.raises(WeightgenError, match="unknown init 'best'"):
+        init_weights("best", "x", sources)
+    with pytest.raises(WeightgenError, match="needs the training zoo"):
+        init_weights("mean", "x", InitSources(pipeline=sources.pipeline))
+    with pytest.raises(WeightgenError, match="needs a weight generator"):
+        init_weights("generated", "x", InitSources(reference=ref))
+    with pytest.raises(WeightgenError, match="empty concept"):
+        init_weights("mean", "  ", sources)
+
+
+def test_validation_callback_reports_generated_quality(sources, evaluator):
+    validate = validation_fn(evaluator, HELDOUT)
+    m = validate(7, lambda concepts: sources.pipeline.generate(list(concepts)))
+    assert set(m) == {"val_l1", "val_psnr", "base_l1", "better_than_base"} and 0 < m["val_l1"] < 1

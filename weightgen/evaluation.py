@@ -1,0 +1,106 @@
+"""Judging LoRA weights by the GAN they make: test-pair quality of in-memory adapters on one base.
+
+The generator's validation, the held-out comparison of inits and the benchmark all ask the same
+question of many adapters: how good are the images? One base is wrapped with the LoRA once and
+each adapter's tensors are swapped in, so a check costs a forward pass over the test pairs, not
+a model build.
+
+    ev = AdapterEvaluator.from_zoo("runs/zoo")                # base + pairs named by the zoo manifest
+    ev.evaluate("van gogh style", state_dict)                 # {"l1", "psnr", "ssim"}
+    ev.evaluate("van gogh style", None)                       # the base alone (a zero-init LoRA)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from weightgen.errors import WeightgenError
+
+if TYPE_CHECKING:
+    import torch
+
+    from gan.data import ConceptPairs
+
+
+class AdapterEvaluator:
+    """Base generator + one LoRA slot + the pairs folder; `evaluate(concept, state_dict)` -> metrics."""
+
+    def __init__(self, base_dir: str | Path, pairs_dir: str | Path, adapter_config: dict, device: str = "cpu"):
+        from gan.base import load_base, read_base_meta
+        from gan.lora import lora_from_state_dict
+
+        self.base_dir, self.pairs_dir, self.device = Path(base_dir), Path(pairs_dir), device
+        self.base_meta = read_base_meta(base_dir)
+        generator, self.discriminator = load_base(base_dir)
+        self.base_generator = copy.deepcopy(generator).to(device).eval()
+        self.model = lora_from_state_dict(generator, adapter_config, None, is_trainable=False).to(device).eval()
+        self.adapter_config = adapter_config
+        self._pairs: dict[str, ConceptPairs] = {}
+
+    @classmethod
+    def from_zoo(cls, zoo_dir: str | Path, pairs_dir: str | Path | None = None, base_dir: str | Path | None = None,
+                 device: str = "cpu") -> AdapterEvaluator:
+        """Base, pairs and adapter config as the zoo manifest records them (overridable when moved)."""
+        from weightgen.chunks import read_adapter, zoo_checkpoints
+
+        checkpoints, manifest = zoo_checkpoints(zoo_dir, "train")
+        _, config = read_adapter(Path(zoo_dir) / checkpoints[0].path)
+        return cls(base_dir or manifest["base"], pairs_dir or manifest["pairs"], config, device)
+
+    def pairs(self, concept: str) -> ConceptPairs:
+        """The concept's pairs (by text or id), loaded once."""
+        from gan.data import PairedData
+
+        if concept not in self._pairs:
+            self._pairs[concept] = PairedData.load(self.pairs_dir, [concept]).concepts[0]
+        return self._pairs[concept]
+
+    def model_for(self, state_dict: dict[str, torch.Tensor] | None):
+        """The evaluation model holding these LoRA weights (None: the base alone). Shared: not thread-safe."""
+        from peft import set_peft_model_state_dict
+
+        if state_dict is None:
+            return self.base_generator
+        result = set_peft_model_state_dict(self.model, state_dict)
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if missing or result.unexpected_keys:
+            raise WeightgenError(f"LoRA weights do not fit the base {self.base_dir}: missing {missing[:2]}, "
+                                 f"unexpected {list(result.unexpected_keys)[:2]}")
+        return self.model
+
+    def evaluate(self, concept: str, state_dict: dict[str, torch.Tensor] | None) -> dict[str, float]:
+        """L1 / PSNR / SSIM on the concept's test pairs with these LoRA weights (None: the base)."""
+        from gan.metrics import evaluate_pairs
+
+        pairs = self.pairs(concept)
+        return evaluate_pairs(self.model_for(state_dict), pairs.test_source, pairs.test_target, device=self.device)
+
+    def images(self, concept: str, state_dict: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """uint8 outputs on the concept's test sources (for grids)."""
+        from gan.data import to_uint8
+        from gan.metrics import generate
+
+        return to_uint8(generate(self.model_for(state_dict), self.pairs(concept).test_source))
+
+
+def validation_fn(evaluator: AdapterEvaluator, concepts: list[str]):
+    """A `weightgen train` validation callback: generate the concepts' adapters, report mean test quality.
+
+    Reports the base's L1 next to the generated one, so a log line says whether the generator's
+    weights help at all.
+    """
+    import statistics
+
+    base = {c: evaluator.evaluate(c, None)["l1"] for c in concepts}
+
+    def validate(step: int, generate) -> dict[str, float]:
+        state_dicts = generate(concepts)
+        metrics = [evaluator.evaluate(c, sd) for c, sd in zip(concepts, state_dicts)]
+        l1, psnr = [m["l1"] for m in metrics], [m["psnr"] for m in metrics]
+        return {"val_l1": statistics.mean(l1), "val_psnr": statistics.mean(psnr),
+                "base_l1": statistics.mean(base.values()),
+                "better_than_base": sum(a < base[c] for c, a in zip(concepts, l1)) / len(concepts)}
+
+    return validate

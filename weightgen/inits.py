@@ -1,0 +1,205 @@
+"""Where a LoRA fine-tune starts: the generator's weights, or one of the baselines it must beat.
+
+Every claim of this product is "generated init beats X on held-out concepts", so the Xs live next
+to it, behind one registry: `init_weights(kind, concept, sources)` gives a LoRA state dict (None
+for `zero`: peft's fresh LoRA, i.e. the base's own output). The zoo baselines need only a
+`ZooReference`: each training concept's last checkpoint and the zoo mean, as blocks over the
+generator's chunk layout. A reference folder is small (a few MB), so one ships with the package
+and `--init mean` / `--init nearest` work without the zoo.
+
+    ref = ZooReference.from_zoo("runs/zoo")                  # or ZooReference.load(folder)
+    sources = InitSources(reference=ref, pipeline=WeightGenPipeline.from_pretrained(gen))
+    sd = init_weights("nearest", "van gogh style", sources)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from weightgen.defaults import DEFAULT_REFERENCE_DIR
+from weightgen.errors import WeightgenError
+from weightgen.io import atomic_dir, load_tensors, save_tensors
+
+if TYPE_CHECKING:
+    import torch
+
+    from weightgen.chunks import ChunkLayout
+    from weightgen.init import WeightGenPipeline
+    from weightgen.text_encoders import TextEncoder
+
+REFERENCE_FILE = "reference.safetensors"
+REFERENCE_FORMAT = "weightgen-zoo-reference"
+# Where a released reference ships (next to the generator it was built with).
+
+INIT_KINDS: dict[str, str] = {
+    "generated": "the weight generator, single-step denoising (the product)",
+    "generated-ddim": "the weight generator, DDIM sampling with several steps",
+    "zero": "peft's fresh LoRA (zero B), i.e. the base's own output (E2GAN-style)",
+    "mean": "the mean of the zoo's training LoRAs",
+    "nearest": "the last checkpoint of the nearest training concept by text embedding",
+    "nearest-noise": "nearest, plus Gaussian noise scaled to the zoo's between-concept spread",
+}
+
+
+@dataclass
+class ZooReference:
+    """The training zoo, reduced to what the baselines need; blocks are raw (un-normalized)."""
+
+    layout: ChunkLayout
+    texts: list[str]  # training concept texts
+    final: torch.Tensor  # (C, N, b) each concept's last checkpoint
+    mean: torch.Tensor  # (N, b) mean over every training checkpoint
+    _embeddings: torch.Tensor | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_zoo(cls, zoo_dir: str | Path, block_size: int = 256, layout: ChunkLayout | None = None) -> ZooReference:
+        """From a zoo's train split; pass the generator's `layout` so the blocks line up with its chunks."""
+        import torch
+
+        from weightgen.chunks import read_zoo_blocks
+
+        zoo = read_zoo_blocks(zoo_dir, layout.block_size if layout is not None else block_size, "train")
+        if layout is not None and zoo.layout.fingerprint != layout.fingerprint:
+            raise WeightgenError(f"zoo {zoo_dir} has chunk layout {zoo.layout.fingerprint}, "
+                                 f"the generator's is {layout.fingerprint}")
+        last = {}
+        for row, ck in enumerate(zoo.checkpoints):
+            last[ck.concept_index] = row  # manifest order: a concept's last checkpoint comes last
+        final = torch.stack([zoo.blocks[last[i]] for i in range(len(zoo.concepts))])
+        return cls(layout or zoo.layout, list(zoo.concepts), final, zoo.blocks.mean(0))
+
+    def save(self, out_dir: str | Path, overwrite: bool = True) -> Path:
+        with atomic_dir(Path(out_dir), overwrite=overwrite) as tmp:
+            save_tensors(tmp / REFERENCE_FILE, {"final": self.final.contiguous(), "mean": self.mean.contiguous()},
+                         metadata={"format": REFERENCE_FORMAT, "texts": json.dumps(self.texts),
+                                   "layout_fingerprint": self.layout.fingerprint})
+            self.layout.save(tmp)
+        return Path(out_dir)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> ZooReference:
+        from safetensors import safe_open
+
+        from weightgen.chunks import ChunkLayout
+
+        path = Path(path or DEFAULT_REFERENCE_DIR)
+        if not (path / REFERENCE_FILE).is_file():
+            raise WeightgenError(f"no zoo reference at {path} (write one with ZooReference.from_zoo(zoo).save(dir))")
+        layout = ChunkLayout.load(path)
+        tensors = load_tensors(path / REFERENCE_FILE)
+        with safe_open(str(path / REFERENCE_FILE), "pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != REFERENCE_FORMAT or meta.get("layout_fingerprint") != layout.fingerprint:
+            raise WeightgenError(f"{path / REFERENCE_FILE} is not a zoo reference for the layout in {path}")
+        return cls(layout, json.loads(meta["texts"]), tensors["final"], tensors["mean"])
+
+    def embeddings(self, encoder: TextEncoder) -> torch.Tensor:
+        """(C, D) L2-normalized text embeddings of the training concepts, computed once."""
+        if self._embeddings is None:
+            self._embeddings = encoder.embed(self.texts).float()
+        return self._embeddings
+
+    def nearest(self, text: str, encoder: TextEncoder) -> tuple[int, float]:
+        """(index, cosine similarity) of the training concept nearest to `text`."""
+        sims = self.embeddings(encoder) @ encoder.embed([text]).float()[0]  # (C,)
+        i = int(sims.argmax())
+        return i, float(sims[i])
+
+
+@dataclass
+class InitSources:
+    """What the init kinds draw on; each part is needed only by the kinds that use it."""
+
+    reference: ZooReference | None = None
+    pipeline: WeightGenPipeline | None = None
+    encoder: TextEncoder | None = None  # for nearest; defaults to the pipeline's, else MiniLM
+    seed: int = 0
+    ddim_steps: int = 10
+    noise_scale: float = 0.5  # nearest-noise: std = noise_scale x per-value std across training concepts
+
+    def __post_init__(self) -> None:
+        if self.ddim_steps < 2:
+            raise ValueError(f"ddim_steps must be >= 2 (1 is the single-step 'generated'), got {self.ddim_steps}")
+        if not self.noise_scale >= 0:
+            raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale!r}")
+        if self.reference is not None and self.pipeline is not None:
+            a, b = self.reference.layout.fingerprint, self.pipeline.layout.fingerprint
+            if a != b:
+                raise WeightgenError(f"zoo reference layout {a} does not match the generator's layout {b}")
+
+    def need_reference(self, kind: str) -> ZooReference:
+        if self.reference is None:
+            raise WeightgenError(f"--init {kind} needs the training zoo (a zoo folder or a zoo reference)")
+        return self.reference
+
+    def need_pipeline(self, kind: str) -> WeightGenPipeline:
+        if self.pipeline is None:
+            raise WeightgenError(f"--init {kind} needs a weight generator")
+        return self.pipeline
+
+    def text_encoder(self) -> TextEncoder:
+        if self.encoder is None:
+            if self.pipeline is not None:
+                self.encoder = self.pipeline.text_encoder
+            else:
+                from weightgen.text_encoders import load_text_encoder
+
+                self.encoder = load_text_encoder("minilm")
+        return self.encoder
+
+
+def _layout(sources: InitSources) -> ChunkLayout:
+    return (sources.pipeline or sources.need_reference("this")).layout
+
+
+def _generated(concept: str, sources: InitSources, steps: int = 1) -> torch.Tensor:
+    pipe = sources.need_pipeline("generated")
+    return pipe.generate_blocks([concept], steps=steps, seed=sources.seed)[0]
+
+
+def _nearest(concept: str, sources: InitSources) -> torch.Tensor:
+    ref = sources.need_reference("nearest")
+    return ref.final[ref.nearest(concept, sources.text_encoder())[0]]
+
+
+def _nearest_noise(concept: str, sources: InitSources) -> torch.Tensor:
+    import torch
+
+    ref = sources.need_reference("nearest-noise")
+    digest = hashlib.sha256(f"{sources.seed}\x00nearest-noise\x00{concept}".encode()).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    spread = ref.final.std(0) if ref.final.shape[0] > 1 else ref.final[0].abs()  # (N, b)
+    return _nearest(concept, sources) + sources.noise_scale * spread * torch.randn(spread.shape, generator=g)
+
+
+_BLOCKS: dict[str, Callable[[str, InitSources], "torch.Tensor | None"]] = {
+    "generated": _generated,
+    "generated-ddim": lambda c, s: _generated(c, s, steps=s.ddim_steps),
+    "zero": lambda c, s: None,
+    "mean": lambda c, s: s.need_reference("mean").mean,
+    "nearest": _nearest,
+    "nearest-noise": _nearest_noise,
+}
+
+
+def init_weights(kind: str, concept: str, sources: InitSources) -> dict[str, torch.Tensor] | None:
+    """The LoRA state dict `kind` starts `concept` from (None for zero: peft's fresh init)."""
+    from weightgen.init import normalize_concept_text
+
+    if kind not in _BLOCKS:
+        raise WeightgenError(f"unknown init {kind!r}; choose one of {', '.join(INIT_KINDS)} or an adapter folder")
+    blocks = _BLOCKS[kind](normalize_concept_text(concept), sources)
+    if blocks is None:
+        return None
+    return _layout(sources).from_blocks(blocks)
+
+
+def describe_nearest(concept: str, sources: InitSources) -> dict:
+    """Which training concept `nearest` picks, and how similar it is (for logs and reports)."""
+    ref = sources.need_reference("nearest")
+    i, sim = ref.nearest(concept, sources.text_encoder())
+    return {"nearest_concept": ref.texts[i], "cosine": round(sim, 4)}
