@@ -85,3 +85,23 @@ def test_validation_callback_reports_generated_quality(sources, evaluator):
     validate = validation_fn(evaluator, HELDOUT)
     m = validate(7, lambda concepts: sources.pipeline.generate(list(concepts)))
     assert set(m) == {"val_l1", "val_psnr", "base_l1", "better_than_base"} and 0 < m["val_l1"] < 1
+
+
+def test_cli_train_validates_on_the_zoos_heldout_concepts(tiny_world, tmp_path, capsys):
+    import json
+
+    from weightgen.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--chunks", str(tiny_world.chunks), "--out", str(tmp_path / "run"), "--steps", "4",
+              "--batch-size", "16", "--model-size", "tiny", "--cpu", "--no-progress", "--validate-every", "2"])
+    assert e.value.code in (0, None)
+    assert "validation: val_l1" in capsys.readouterr().out
+    log = [json.loads(line) for line in (tmp_path / "run" / "training" / "log.jsonl").read_text().splitlines()]
+    validations = [r for r in log if "validation" in r]
+    assert [r["step"] for r in validations] == [2, 4]
+    assert 0 < validations[-1]["validation"]["val_l1"] < 1
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--chunks", str(tiny_world.chunks), "--out", str(tmp_path / "run2"), "--steps", "2",
+              "--model-size", "tiny", "--cpu", "--no-progress", "--validate", "--zoo", str(tmp_path / "nozoo")])
+    assert e.value.code == 1 and "zoo manifest not found" in capsys.readouterr().err

@@ -336,6 +336,10 @@ class GeneratorTrainer:
             pipe = self.pipeline()
             metrics = dict(self.validate_fn(self.step, lambda concepts: pipe.generate(list(concepts))))
             self._log({"step": self.step, "validation": metrics})
+            if metrics:
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"step {self.step} validation: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self.acc.wait_for_everyone()
         return metrics
 

@@ -39,6 +39,35 @@ def read_concepts(concepts: list[str] | None, concepts_file: Path | None) -> lis
     return texts
 
 
+def gan_validation(chunks: Path, zoo: Path | None, n_concepts: int):
+    """The `weightgen train` validation callback on the zoo's held-out concepts (main process only).
+
+    The diffusion loss says little about the GAN a generated LoRA makes, so training reports the
+    held-out concepts' test-pair L1/PSNR with the generated weights, next to the base's.
+    """
+    from accelerate import PartialState
+    from safetensors import safe_open
+
+    from weightgen.chunks import zoo_checkpoints
+    from weightgen.chunks.dataset import CHUNKS_FILE
+    from weightgen.evaluation import AdapterEvaluator, validation_fn
+
+    if n_concepts < 1:
+        raise WeightgenError(f"--validate-concepts must be >= 1, got {n_concepts}")
+    if zoo is None:
+        if not (chunks / CHUNKS_FILE).is_file():
+            raise WeightgenError(f"chunk dataset not found: {chunks / CHUNKS_FILE}")
+        with safe_open(str(chunks / CHUNKS_FILE), "pt") as f:
+            zoo = Path((f.metadata() or {}).get("zoo", ""))
+    if not (zoo / "manifest.json").is_file():
+        raise WeightgenError(f"cannot validate: zoo manifest not found at {zoo} (pass --zoo DIR or --no-validate)")
+    held, _ = zoo_checkpoints(zoo, "heldout")
+    texts = list(dict.fromkeys(ck.text for ck in held))[:n_concepts]
+    if not PartialState().is_main_process:
+        return lambda step, generate: {}  # only the main process validates
+    return validation_fn(AdapterEvaluator.from_zoo(zoo), texts)
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the app."""
 
@@ -63,6 +92,14 @@ def register(app: typer.Typer) -> None:
         cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even when a GPU is present."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from its last checkpoint."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        validate: Optional[bool] = typer.Option(
+            None, "--validate/--no-validate",
+            help="Judge the generator by its GAN: generate held-out concepts' LoRAs and score them on their "
+                 "test pairs (at the end, and every --validate-every steps). Default: when the zoo's held-out "
+                 "concepts, base and pairs are found."),
+        validate_every: int = typer.Option(0, "--validate-every", help="Steps between validations (0: only at the end)."),
+        validate_concepts: int = typer.Option(8, "--validate-concepts", help="How many held-out concepts to validate on."),
+        zoo: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder for validation (default: the one the chunks came from)."),
     ) -> None:
         """Train the text-conditioned 1D diffusion UNet that writes LoRA weight chunks.
 
@@ -78,11 +115,19 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(
             steps=steps, batch_size=batch_size, lr=lr, model_size=model_size, text_encoder=text_encoder,
             text_encoder_path=text_encoder_path, mixed_precision=mixed_precision, ema_decay=ema_decay,
-            checkpoint_every=checkpoint_every, seed=seed, cpu=cpu,
+            checkpoint_every=checkpoint_every, seed=seed, cpu=cpu, validate_every=validate_every,
             diffusion=DiffusionConfig(prediction_type=prediction_type, input_noise=input_noise),
         )
         t0 = time.perf_counter()
-        generator_dir = train_generator(chunks, out, config, resume=resume, progress=progress)
+        validate_fn = None
+        if validate is not False:
+            try:
+                validate_fn = gan_validation(chunks, zoo, validate_concepts)
+            except WeightgenError as e:
+                if validate:  # asked for explicitly
+                    raise
+                print(f"no GAN validation: {e}")
+        generator_dir = train_generator(chunks, out, config, resume=resume, progress=progress, validate=validate_fn)
         from accelerate import PartialState
 
         if PartialState().is_main_process:
