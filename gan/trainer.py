@@ -121,7 +121,7 @@ class Pix2PixTrainer:
         self.discriminator.train()
         if not self.history:
             self.record()  # step 0: the starting point every comparison needs
-        with _progress_bar(cfg.max_steps, self.step, enabled=self.progress) as bar:
+        with _progress_bar(cfg.max_steps, self.step, enabled=self.progress, max_seconds=cfg.max_seconds) as bar:
             while self.step < cfg.max_steps and not self._out_of_time():
                 t0 = time.perf_counter()
                 losses = self.run_step(next(self.sampler))
@@ -135,38 +135,61 @@ class Pix2PixTrainer:
                     rec = self.record()
                 if self.step in cfg.checkpoint_steps:
                     self.save_checkpoint(rec)
-                bar(self.step, losses, rec)
+                bar(self.step, losses, rec, seconds=self.seconds)
         if self.history[-1]["step"] != self.step:
             self.record()
         return self.history
 
 
 class _progress_bar:
-    """rich progress bar showing step, losses and the last test L1; a no-op when disabled."""
+    """rich progress bar showing losses and the last test L1 / PSNR; a no-op when disabled.
 
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.enabled, self.total, self.start = enabled, total, start
-        self.last_l1: float | None = None
+    With a time budget (`max_seconds`) the bar fills with training seconds ("12/60 s, step 85"),
+    since the step cap is then only a safety limit and its total says nothing about the end.
+    """
+
+    def __init__(self, total: int, start: int, enabled: bool, max_seconds: float | None = None):
+        self.enabled, self.total, self.start, self.max_seconds = enabled, total, start, max_seconds
+        self.last_metrics: dict | None = None
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.table import Column
 
-            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                     TextColumn("{task.description}"))
+            if self.max_seconds:
+                counter = TextColumn("{task.completed:.0f}/{task.total:.0f} s, step {task.fields[step]}",
+                                     table_column=Column(min_width=20))
+                total, completed = self.max_seconds, 0.0
+            else:
+                counter, total, completed = MofNCompleteColumn(), self.total, self.start
+            # On a narrow terminal the bar shrinks and the description's tail (the losses) is cut, not the counter.
+            self.progress = Progress(TextColumn("train", table_column=Column(min_width=5)), BarColumn(), counter,
+                                     TimeElapsedColumn(table_column=Column(min_width=7)),
+                                     TextColumn("{task.description}", table_column=Column(no_wrap=True)))
             self.progress.start()
-            self.task = self.progress.add_task("", total=self.total, completed=self.start)
+            self.task = self.progress.add_task("", total=total, completed=completed, step=self.start)
         return self
 
-    def __call__(self, step: int, losses: dict[str, float], rec: dict | None) -> None:
+    def __call__(self, step: int, losses: dict[str, float], rec: dict | None, seconds: float | None = None) -> None:
         if not self.enabled:
             return
         if rec is not None:
-            self.last_l1 = rec["metrics"]["l1"]
+            self.last_metrics = rec["metrics"]
         text = f"D {losses['loss_D']:.3f}  G_GAN {losses['loss_G_GAN']:.3f}  G_L1 {losses['loss_G_L1']:.4f}"
-        if self.last_l1 is not None:
-            text += f"  test L1 {self.last_l1:.4f}"
-        self.progress.update(self.task, completed=step, description=text)
+        if self.last_metrics is not None:
+            text = f"test L1 {self.last_metrics['l1']:.4f}  PSNR {self.last_metrics['psnr']:.2f} | " + text
+        if self.max_seconds and seconds is not None:
+            completed = min(seconds, self.max_seconds)
+        else:
+            completed = step
+        self.progress.update(self.task, completed=completed, description=text, step=step)
 
     def __exit__(self, *exc) -> None:
         if self.enabled:

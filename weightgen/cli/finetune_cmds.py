@@ -1,9 +1,80 @@
-"""CLI verb `weightgen finetune` (being written)."""
+"""CLI verb `weightgen finetune`: a LoRA for a new concept within a time budget (the product's main job)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from weightgen.defaults import DEFAULT_BASE_DIR
+from weightgen.inits import INIT_KINDS
+from weightgen.pairs.editors import REGISTRY as EDITORS
+
+_INIT_HELP = ("Where the LoRA starts: " + "; ".join(f"{k}: {v}" for k, v in INIT_KINDS.items())
+              + ". Or a peft adapter folder (e.g. from `weightgen init`) trained on the same base.")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the app."""
+
+    @app.command("finetune")
+    def finetune_cmd(
+        concept: str = typer.Option(..., "--concept", "-c", help="The new concept, e.g. 'van gogh style'."),
+        seconds: float = typer.Option(
+            60.0, "--seconds", help="Training budget in seconds (evaluations excluded); must be > 0."),
+        init: str = typer.Option("generated", "--init", help=_INIT_HELP),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o",
+            help="Working folder: pairs/, adapter/ (the best adapter so far), history.json, summary.json, "
+                 "curve.png, grid.png. Default: runs/finetune/<concept_id>."),
+        base: Path = typer.Option(DEFAULT_BASE_DIR, "--base", help="Base GAN folder the LoRA sits on (default: the shipped one)."),
+        generator: Optional[Path] = typer.Option(
+            None, "--generator", help="Weight generator folder for --init generated / generated-ddim (default: the shipped one)."),
+        reference: Optional[Path] = typer.Option(
+            None, "--reference",
+            help="Zoo reference folder for --init mean / nearest / nearest-noise (default: the shipped one)."),
+        zoo: Optional[Path] = typer.Option(
+            None, "--zoo", help="A zoo folder to use instead of --reference (its training concepts' LoRAs)."),
+        pairs: Optional[Path] = typer.Option(
+            None, "--pairs",
+            help="An existing pairs folder (from `weightgen pairs`) holding the concept; default: build "
+                 "OUT/pairs with --editor (resumable)."),
+        editor: str = typer.Option(
+            "procedural", "--editor", help=f"Editor that makes the target images: {', '.join(EDITORS)}."),
+        n_train: int = typer.Option(64, "--n-train", help="Train pairs to build."),
+        n_test: int = typer.Option(16, "--n-test", help="Test pairs to build (they pick the best adapter)."),
+        photos: Optional[Path] = typer.Option(
+            None, "--photos", help="Folder of source photos for the pairs (default: the bundled photos)."),
+        eval_every: int = typer.Option(
+            10, "--eval-every", help="Evaluate on the test pairs every N steps; the best adapter is kept at each."),
+        max_steps: int = typer.Option(100_000, "--max-steps", help="Step cap; normally --seconds ends the run first."),
+        lr: float = typer.Option(1e-3, "--lr", help="LoRA learning rate."),
+        batch_size: int = typer.Option(8, "--batch-size", help="Pairs per training step."),
+        ddim_steps: int = typer.Option(10, "--ddim-steps", help="Denoising steps for --init generated-ddim."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the pairs, the init noise and the batches."),
+        threads: int = typer.Option(
+            2, "--threads", help="torch CPU threads; on a busy CPU 1 can be much faster than 2."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Train again in an OUT that holds a fine-tuned adapter (its pairs are reused)."),
+    ) -> None:
+        """Fine-tune a pix2pix-style LoRA for a new concept within a time budget.
+
+        Steps: build the concept's (source, target) pairs, start the LoRA from --init, train it (cGAN + L1).
+
+        The adapter with the best test L1 so far is kept in OUT/adapter, so Ctrl-C leaves a loadable one.
+
+        Load it with PeftModel.from_pretrained(base_generator, OUT/adapter).
+        """
+        from weightgen.finetune import FinetuneConfig, finetune
+
+        config = FinetuneConfig(
+            concept=concept, seconds=seconds, init=init, out=str(out) if out is not None else None, base=str(base),
+            generator=_str(generator), reference=_str(reference), zoo=_str(zoo), pairs=_str(pairs), editor=editor,
+            n_train=n_train, n_test=n_test, photos=_str(photos), max_steps=max_steps, eval_every=eval_every, lr=lr,
+            batch_size=batch_size, seed=seed, threads=threads, ddim_steps=ddim_steps, overwrite=overwrite)
+        finetune(config, progress=True)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
