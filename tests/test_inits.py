@@ -105,3 +105,34 @@ def test_cli_train_validates_on_the_zoos_heldout_concepts(tiny_world, tmp_path, 
         main(["train", "--chunks", str(tiny_world.chunks), "--out", str(tmp_path / "run2"), "--steps", "2",
               "--model-size", "tiny", "--cpu", "--no-progress", "--validate", "--zoo", str(tmp_path / "nozoo")])
     assert e.value.code == 1 and "zoo manifest not found" in capsys.readouterr().err
+
+
+def test_text_dropout_validation_split_and_guidance_sweep(tiny_world, tmp_path, capsys):
+    import json
+
+    from weightgen.cli import main
+    from weightgen.training import validation_concepts
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--chunks", str(tiny_world.chunks), "--out", str(tmp_path / "run"), "--steps", "6",
+              "--batch-size", "16", "--model-size", "tiny", "--cpu", "--no-progress", "--text-dropout", "0.3",
+              "--val-concepts", "1", "--guidance-sweep", "0,0.5,1"])
+    assert e.value.code in (0, None)
+    out = capsys.readouterr().out
+    info = json.loads((tmp_path / "run" / "generator" / "generator.json").read_text())
+    val = validation_concepts(TRAIN, 1, 0)
+    assert info["validation_concepts"] == val and val[0] not in info["concepts"] and len(info["concepts"]) == 3
+    assert set(info["guidance_sweep"]) == {"0", "0.5", "1"}
+    assert info["guidance_scale"] == min((float(k) for k in info["guidance_sweep"]),
+                                         key=lambda k: info["guidance_sweep"][f"{k:g}"])
+    assert "default guidance scale" in out
+    pipe = WeightGenPipeline.from_pretrained(tmp_path / "run" / "generator")
+    assert pipe.guidance_scale == info["guidance_scale"]
+    plain, none, half = (pipe.generate_blocks(["pink glow"], guidance_scale=s) for s in (1.0, 0.0, 0.5))
+    assert torch.allclose(half, (plain + none) / 2, atol=1e-4)  # single step, sample prediction: linear in scale
+    with pytest.raises(WeightgenError, match="guidance scale must be >= 0"):
+        pipe.generate_blocks(["pink glow"], guidance_scale=-1)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--chunks", str(tiny_world.chunks), "--out", str(tmp_path / "r2"), "--steps", "2",
+              "--guidance-sweep", "0,1", "--no-validate"])
+    assert e.value.code == 1 and "--guidance-sweep needs --text-dropout" in capsys.readouterr().err

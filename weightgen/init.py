@@ -218,6 +218,38 @@ class WeightGenPipeline:
             rows.append(torch.randn((n, 1, b), generator=g))
         return torch.cat(rows).to(self.device)
 
+    @property
+    def guidance_scale(self) -> float:
+        """The generator's default guidance: picked on validation concepts by `weightgen train`, else 1."""
+        return float(self.info.get("guidance_scale", 1.0))
+
+    def _guided(self, scale: float):
+        """The network, or a classifier-free-guided call of it: uncond + scale * (cond - uncond).
+
+        scale < 1 pulls a concept's weights toward what the generator writes for no concept, which
+        helps when the text says little about the weights; scale = 1 is the plain conditional model.
+        """
+        import torch
+
+        if scale == 1.0:
+            return self.model
+        from weightgen.training import pad_tokens
+
+        null = self.text_encoder.encode_null()
+        model = self.model
+
+        def call(x, t, block_index, text_tokens, text_mask, text_index):
+            T = max(text_tokens.shape[1], null.tokens.shape[1])
+            tokens, mask = pad_tokens(text_tokens, text_mask, T)
+            nt, nm = pad_tokens(null.tokens.to(tokens), null.mask.to(mask.device), T)
+            out = model(torch.cat([x, x]), torch.cat([t, t]), block_index=torch.cat([block_index, block_index]),
+                        text_tokens=torch.cat([tokens, nt]), text_mask=torch.cat([mask, nm]),
+                        text_index=torch.cat([text_index, torch.full_like(text_index, tokens.shape[0])]))
+            cond, uncond = out.chunk(2)  # (B, C, b) each
+            return uncond + scale * (cond - uncond)
+
+        return call
+
     def generate_blocks(
         self,
         concepts: list[str],
@@ -225,11 +257,13 @@ class WeightGenPipeline:
         t_start: int | None = None,
         seed: int = 0,
         concepts_per_batch: int = 8,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """(C, N, b) un-normalized blocks for each concept; refuses non-finite values.
 
         All N blocks of a concept always sit in one batch; `concepts_per_batch` concepts share a
         network call (memory grows with it; speed saturates at a few thousand blocks per call).
+        `guidance_scale` None uses the generator's own default (see `guidance_scale`).
         """
         import torch
 
@@ -240,6 +274,10 @@ class WeightGenPipeline:
             raise WeightgenError("no concepts given")
         if concepts_per_batch < 1:
             raise ValueError(f"concepts_per_batch must be >= 1, got {concepts_per_batch}")
+        scale = self.guidance_scale if guidance_scale is None else float(guidance_scale)
+        if not scale >= 0:
+            raise WeightgenError(f"guidance scale must be >= 0, got {guidance_scale!r}")
+        network = self._guided(scale)
         n, b = self.layout.n_blocks, self.layout.block_size
         dev = self.device
         block_index = torch.arange(n, device=dev)
@@ -254,7 +292,7 @@ class WeightGenPipeline:
                     "text_mask": feats.mask.to(dev),  # (c, T)
                     "text_index": torch.arange(len(chunk), device=dev).repeat_interleave(n),  # (c*N,)
                 }
-                x0 = self.diffusion.sample(self.model, self._noise(chunk, seed), kwargs, steps=steps, t_start=t_start)
+                x0 = self.diffusion.sample(network, self._noise(chunk, seed), kwargs, steps=steps, t_start=t_start)
                 out.append(x0.view(len(chunk), n, b).float().cpu())  # (c, N, b) normalized
             blocks = self.layout.denormalize(torch.cat(out))  # (C, N, b), float64 math inside
         bad = [texts[i] for i in range(len(texts)) if not torch.isfinite(blocks[i]).all()]
@@ -272,7 +310,8 @@ class WeightGenPipeline:
 
     __call__ = generate
 
-    def adapter_meta(self, text: str, seed: int, steps: int, t_start: int | None) -> dict:
+    def adapter_meta(self, text: str, seed: int, steps: int, t_start: int | None,
+                     guidance_scale: float | None = None) -> dict:
         """The weightgen.json sidecar of a generated adapter: its base (as the zoo's) and its origin."""
         from weightgen import __version__
 
@@ -287,6 +326,7 @@ class WeightGenPipeline:
                 "steps": steps,
                 "t_start": self.diffusion.config.t_start if t_start is None else t_start,
                 "generator_step": self.info.get("step"),
+                "guidance_scale": self.guidance_scale if guidance_scale is None else guidance_scale,
             },
         }
 
@@ -314,6 +354,7 @@ def write_adapters(
     overwrite: bool = False,
     single: bool | None = None,
     concepts_per_batch: int = 8,
+    guidance_scale: float | None = None,
 ) -> tuple[dict[str, Path], float]:
     """Generate and write one peft adapter per concept; returns ({text: folder}, generation seconds).
 
@@ -334,18 +375,21 @@ def write_adapters(
     if out_dir.exists() and not overwrite:  # fail before spending time on generation
         raise WeightgenError(f"output folder already exists: {out_dir} (pass --overwrite to replace it)")
     t0 = time.perf_counter()
-    blocks = pipe.generate_blocks(texts, steps=steps, t_start=t_start, seed=seed, concepts_per_batch=concepts_per_batch)
+    blocks = pipe.generate_blocks(texts, steps=steps, t_start=t_start, seed=seed, concepts_per_batch=concepts_per_batch,
+                                  guidance_scale=guidance_scale)
     seconds = time.perf_counter() - t0
     config = pipe.layout.adapter_config
     if single:
         sd = pipe.layout.from_blocks(blocks[0])
-        write_adapter(sd, config, out_dir, pipe.adapter_meta(texts[0], seed, steps, t_start), overwrite=overwrite)
+        meta = pipe.adapter_meta(texts[0], seed, steps, t_start, guidance_scale)
+        write_adapter(sd, config, out_dir, meta, overwrite=overwrite)
         return {texts[0]: out_dir}, seconds
     written: dict[str, Path] = {}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for i, text in enumerate(texts):
             cid = concept_id(text)
-            write_adapter(pipe.layout.from_blocks(blocks[i]), config, tmp / cid, pipe.adapter_meta(text, seed, steps, t_start))
+            meta = pipe.adapter_meta(text, seed, steps, t_start, guidance_scale)
+            write_adapter(pipe.layout.from_blocks(blocks[i]), config, tmp / cid, meta)
             written[text] = out_dir / cid
         write_json(tmp / "index.json", {"format": "weightgen-init", "version": 1,
                                         "adapters": {t: p.name for t, p in written.items()}})

@@ -60,6 +60,11 @@ class TextEncoder:
         """(B, D) pooled, L2-normalized embeddings."""
         return self.encode(texts).pooled
 
+    @torch.no_grad()
+    def encode_null(self) -> TextFeatures:
+        """Features of the empty prompt: the "no concept" condition of classifier-free guidance."""
+        return self._encode([""])
+
     def _encode(self, texts: list[str]) -> TextFeatures:
         raise NotImplementedError
 

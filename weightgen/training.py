@@ -69,6 +69,8 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoints (and generator folder refreshes)
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     validate_every: int = 0  # steps between validation callbacks; 0: only at the end
+    text_dropout: float = 0.0  # chance a concept's text is replaced by the empty prompt (classifier-free guidance)
+    val_concepts: int = 0  # training concepts kept out of training, to validate on and to pick the guidance scale
     log_every: int = 25
     seed: int = 0
     cpu: bool = False  # force the CPU even when an accelerator is present
@@ -87,6 +89,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not 0 <= self.text_dropout < 1:
+            raise ValueError(f"text_dropout must be in [0, 1), got {self.text_dropout!r}")
+        if isinstance(self.val_concepts, bool) or not isinstance(self.val_concepts, int) or self.val_concepts < 0:
+            raise ValueError(f"val_concepts must be a non-negative integer, got {self.val_concepts!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if not 0 <= self.ema_decay < 1:
@@ -163,6 +169,25 @@ def encode_concepts(encoder: TextEncoder, texts: list[str], batch: int = 128) ->
     return tokens, mask
 
 
+def validation_concepts(concepts: list[str], n: int, seed: int = 0) -> list[str]:
+    """The `n` training concepts a run keeps out of training (seeded, so the CLI and trainer agree)."""
+    import random
+
+    if n >= len(concepts):
+        raise WeightgenError(f"val_concepts={n} leaves nothing to train on: the dataset has {len(concepts)} concepts")
+    return sorted(random.Random(seed).sample(list(concepts), n), key=list(concepts).index)
+
+
+def pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (U, T, D) tokens and (U, T) mask with masked-out positions up to `length`."""
+    import torch.nn.functional as F
+
+    extra = length - tokens.shape[1]
+    if extra <= 0:
+        return tokens, mask
+    return F.pad(tokens, (0, 0, 0, extra)), F.pad(mask, (0, extra))
+
+
 def _optimizer_to_files(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """An optimizer state dict as safetensors tensors + JSON (no pickle)."""
     import torch
@@ -209,6 +234,10 @@ class GeneratorTrainer:
 
         if len(data) == 0:
             raise WeightgenError("the chunk dataset is empty: nothing to train on")
+        self.val_texts = []  # training concepts kept out, to validate on
+        if config.val_concepts:
+            self.val_texts = validation_concepts(data.concepts, config.val_concepts, config.seed)
+            data = _without_concepts(data, self.val_texts)
         self.config, self.data, self.layout = config, data, data.layout
         self.out_dir = Path(out_dir)
         self.state_dir = self.out_dir / "training"
@@ -221,7 +250,12 @@ class GeneratorTrainer:
         if self.encoder.name != config.text_encoder:
             raise WeightgenError(f"config names text encoder {config.text_encoder!r}, got a {self.encoder.name!r} encoder")
         tokens, mask = encode_concepts(self.encoder, data.concepts)
+        null = self.encoder.encode_null()
+        T = max(tokens.shape[1], null.tokens.shape[1])
+        tokens, mask = pad_tokens(tokens, mask, T)
+        null_tokens, null_mask = pad_tokens(null.tokens.float().cpu(), null.mask.cpu(), T)
         self.text_tokens, self.text_mask = tokens.to(dev), mask.to(dev)  # (C, T, D), (C, T)
+        self.null_tokens, self.null_mask = null_tokens.to(dev), null_mask.to(dev)  # (1, T, D), (1, T)
         self.blocks = data.blocks.to(dev)  # (M, b) normalized
         self.block_index = data.block_index.to(dev)
         self.concept_index = data.concept_index.to(dev)
@@ -290,10 +324,15 @@ class GeneratorTrainer:
         g = torch.Generator().manual_seed(_step_seed(cfg.seed, self.step, rank, "batch"))
         idx = torch.randint(0, self.blocks.shape[0], (cfg.batch_size,), generator=g).to(dev)
         concepts, text_index = torch.unique(self.concept_index[idx], return_inverse=True)
+        tokens, mask = self.text_tokens[concepts], self.text_mask[concepts]  # (U, T, D), (U, T): this batch's
+        if cfg.text_dropout > 0:  # some concepts see the empty prompt: the model also learns "no concept"
+            drop = (torch.rand(len(concepts), generator=g) < cfg.text_dropout).to(dev)  # (U,)
+            tokens = torch.where(drop[:, None, None], self.null_tokens, tokens)
+            mask = torch.where(drop[:, None], self.null_mask, mask)
         kwargs = {
             "block_index": self.block_index[idx],  # (B,)
-            "text_tokens": self.text_tokens[concepts],  # (U, T, D): only this batch's concepts
-            "text_mask": self.text_mask[concepts],  # (U, T)
+            "text_tokens": tokens,  # (U, T, D)
+            "text_mask": mask,  # (U, T)
             "text_index": text_index,  # (B,)
         }
         noise_gen = torch.Generator(device=dev).manual_seed(_step_seed(cfg.seed, self.step, rank, "noise"))
@@ -386,6 +425,7 @@ class GeneratorTrainer:
             "step": self.step,
             "num_processes": self.acc.num_processes,
             "concepts": list(self.data.concepts),
+            "validation_concepts": list(self.val_texts),
         }
 
     def resume(self) -> bool:
@@ -430,6 +470,24 @@ class GeneratorTrainer:
         self.opt.load_state_dict(opt_state)
         self.step = int(state["step"])
         return True
+
+
+def _without_concepts(data: ChunkData, texts: list[str]) -> ChunkData:
+    """The dataset without these concepts' blocks (concept indices renumbered)."""
+    import dataclasses
+
+    import torch
+
+    keep = [i for i, c in enumerate(data.concepts) if c not in set(texts)]
+    remap = torch.full((len(data.concepts),), -1, dtype=torch.long)
+    remap[keep] = torch.arange(len(keep))
+    rows = remap[data.concept_index] >= 0
+    return dataclasses.replace(
+        data, blocks=data.blocks[rows], block_index=data.block_index[rows],
+        concept_index=remap[data.concept_index[rows]], checkpoint_index=data.checkpoint_index[rows],
+        concepts=[data.concepts[i] for i in keep],
+        concept_ids=[data.concept_ids[i] for i in keep] if data.concept_ids else [],
+    )
 
 
 def train_generator(

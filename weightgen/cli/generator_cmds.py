@@ -39,30 +39,84 @@ def read_concepts(concepts: list[str] | None, concepts_file: Path | None) -> lis
     return texts
 
 
-def gan_validation(chunks: Path, zoo: Path | None, n_concepts: int):
+def _parse_scales(text: str) -> list[float]:
+    try:
+        scales = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise WeightgenError(f"--guidance-sweep must be comma-separated numbers, got {text!r}") from None
+    if not scales or any(not v >= 0 for v in scales):
+        raise WeightgenError(f"--guidance-sweep needs scales >= 0, got {text!r}")
+    return scales
+
+
+def _chunks_metadata(chunks: Path) -> dict:
+    from safetensors import safe_open
+
+    from weightgen.chunks.dataset import CHUNKS_FILE
+
+    if not (chunks / CHUNKS_FILE).is_file():
+        raise WeightgenError(f"chunk dataset not found: {chunks / CHUNKS_FILE}")
+    with safe_open(str(chunks / CHUNKS_FILE), "pt") as f:
+        return f.metadata() or {}
+
+
+def _validation_texts(chunks: Path, n: int, seed: int) -> list[str]:
+    import json
+
+    from weightgen.training import validation_concepts
+
+    return validation_concepts(json.loads(_chunks_metadata(chunks).get("concepts", "[]")), n, seed)
+
+
+def _zoo_of(chunks: Path, zoo: Path | None) -> Path:
+    zoo = zoo if zoo is not None else Path(_chunks_metadata(chunks).get("zoo", ""))
+    if not (zoo / "manifest.json").is_file():
+        raise WeightgenError(f"cannot validate: zoo manifest not found at {zoo} (pass --zoo DIR or --no-validate)")
+    return zoo
+
+
+def pick_guidance(generator_dir: Path, chunks: Path, zoo: Path | None, texts: list[str], scales: list[float]) -> float:
+    """Score each guidance scale on the validation concepts; the best test L1 becomes the generator's default."""
+    import statistics
+
+    from weightgen.evaluation import AdapterEvaluator
+    from weightgen.init import GENERATOR_FILE, WeightGenPipeline
+    from weightgen.io import read_json, write_json
+
+    evaluator = AdapterEvaluator.from_zoo(_zoo_of(chunks, zoo))
+    pipe = WeightGenPipeline.from_pretrained(generator_dir)
+    scores = {}
+    for scale in scales:
+        sds = pipe.generate(texts, guidance_scale=scale)
+        scores[scale] = statistics.mean(evaluator.evaluate(t, sd)["l1"] for t, sd in zip(texts, sds))
+        print(f"guidance {scale:g}: mean test L1 {scores[scale]:.4f} on {len(texts)} validation concepts")
+    best = min(scores, key=scores.get)
+    info = read_json(generator_dir / GENERATOR_FILE)
+    info.update(guidance_scale=best, guidance_sweep={f"{k:g}": v for k, v in scores.items()})
+    write_json(generator_dir / GENERATOR_FILE, info)
+    print(f"default guidance scale {best:g} written to {generator_dir / GENERATOR_FILE}")
+    return best
+
+
+def gan_validation(chunks: Path, zoo: Path | None, n_concepts: int, texts: list[str] | None = None):
     """The `weightgen train` validation callback on the zoo's held-out concepts (main process only).
 
     The diffusion loss says little about the GAN a generated LoRA makes, so training reports the
-    held-out concepts' test-pair L1/PSNR with the generated weights, next to the base's.
+    test-pair L1/PSNR of generated weights, next to the base's, on `texts` (the validation concepts
+    kept out of training) or else on the zoo's held-out concepts (watched, never tuned on).
     """
     from accelerate import PartialState
-    from safetensors import safe_open
 
     from weightgen.chunks import zoo_checkpoints
-    from weightgen.chunks.dataset import CHUNKS_FILE
     from weightgen.evaluation import AdapterEvaluator, validation_fn
 
     if n_concepts < 1:
         raise WeightgenError(f"--validate-concepts must be >= 1, got {n_concepts}")
-    if zoo is None:
-        if not (chunks / CHUNKS_FILE).is_file():
-            raise WeightgenError(f"chunk dataset not found: {chunks / CHUNKS_FILE}")
-        with safe_open(str(chunks / CHUNKS_FILE), "pt") as f:
-            zoo = Path((f.metadata() or {}).get("zoo", ""))
-    if not (zoo / "manifest.json").is_file():
-        raise WeightgenError(f"cannot validate: zoo manifest not found at {zoo} (pass --zoo DIR or --no-validate)")
-    held, _ = zoo_checkpoints(zoo, "heldout")
-    texts = list(dict.fromkeys(ck.text for ck in held))[:n_concepts]
+    zoo = _zoo_of(chunks, zoo)
+    if texts is None:
+        held, _ = zoo_checkpoints(zoo, "heldout")
+        texts = list(dict.fromkeys(ck.text for ck in held))
+    texts = texts[:n_concepts]
     if not PartialState().is_main_process:
         return lambda step, generate: {}  # only the main process validates
     return validation_fn(AdapterEvaluator.from_zoo(zoo), texts)
@@ -100,6 +154,18 @@ def register(app: typer.Typer) -> None:
         validate_every: int = typer.Option(0, "--validate-every", help="Steps between validations (0: only at the end)."),
         validate_concepts: int = typer.Option(8, "--validate-concepts", help="How many held-out concepts to validate on."),
         zoo: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder for validation (default: the one the chunks came from)."),
+        text_dropout: float = typer.Option(
+            0.0, "--text-dropout",
+            help="Chance a concept's text is replaced by the empty prompt in training, so the generator also "
+                 "learns 'no concept' and can be guided (classifier-free guidance). E.g. 0.1."),
+        val_concepts: int = typer.Option(
+            0, "--val-concepts",
+            help="Keep this many training concepts out of training; validation then runs on them (not on the "
+                 "benchmark's held-out concepts) and --guidance-sweep picks the guidance scale on them."),
+        guidance_sweep: Optional[str] = typer.Option(
+            None, "--guidance-sweep",
+            help="Comma-separated guidance scales (e.g. 0,0.25,0.5,1) tried on the --val-concepts after training; "
+                 "the best test L1 becomes the generator's default. Needs --text-dropout > 0 and --val-concepts."),
     ) -> None:
         """Train the text-conditioned 1D diffusion UNet that writes LoRA weight chunks.
 
@@ -116,13 +182,18 @@ def register(app: typer.Typer) -> None:
             steps=steps, batch_size=batch_size, lr=lr, model_size=model_size, text_encoder=text_encoder,
             text_encoder_path=text_encoder_path, mixed_precision=mixed_precision, ema_decay=ema_decay,
             checkpoint_every=checkpoint_every, seed=seed, cpu=cpu, validate_every=validate_every,
+            text_dropout=text_dropout, val_concepts=val_concepts,
             diffusion=DiffusionConfig(prediction_type=prediction_type, input_noise=input_noise),
         )
+        scales = _parse_scales(guidance_sweep) if guidance_sweep else []
+        if scales and (text_dropout <= 0 or val_concepts < 1):
+            raise WeightgenError("--guidance-sweep needs --text-dropout > 0 (an unconditional model) and --val-concepts >= 1")
+        val_texts = _validation_texts(chunks, val_concepts, seed) if val_concepts else None
         t0 = time.perf_counter()
         validate_fn = None
         if validate is not False:
             try:
-                validate_fn = gan_validation(chunks, zoo, validate_concepts)
+                validate_fn = gan_validation(chunks, zoo, validate_concepts, texts=val_texts)
             except WeightgenError as e:
                 if validate:  # asked for explicitly
                     raise
@@ -132,6 +203,8 @@ def register(app: typer.Typer) -> None:
 
         if PartialState().is_main_process:
             print(f"generator written to {generator_dir} ({time.perf_counter() - t0:.1f} s)")
+            if scales:
+                pick_guidance(generator_dir, chunks, zoo, val_texts, scales)
 
     @app.command("init")
     def init(
@@ -148,6 +221,10 @@ def register(app: typer.Typer) -> None:
         text_encoder_path: Optional[str] = typer.Option(None, "--text-encoder-path", help="Where the generator's text encoder weights are now, if moved."),
         batch: int = typer.Option(8, "--batch", help="Concepts per network call (all chunks of a concept always share one)."),
         device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+        guidance_scale: Optional[float] = typer.Option(
+            None, "--guidance-scale",
+            help="Classifier-free guidance: 1 = plain conditional, < 1 pulls toward the generator's 'no concept' "
+                 "weights. Default: the generator's own (chosen on validation concepts when it was trained)."),
     ) -> None:
         """Write LoRA adapters for text concepts with the trained generator, in about a second.
 
@@ -169,7 +246,8 @@ def register(app: typer.Typer) -> None:
         )
         load_s = time.perf_counter() - t0
         written, gen_s = write_adapters(pipe, texts, out, steps=steps, t_start=t_start, seed=seed,
-                                        overwrite=overwrite, single=single, concepts_per_batch=batch)
+                                        overwrite=overwrite, single=single, concepts_per_batch=batch,
+                                        guidance_scale=guidance_scale)
         for text, path in written.items():
             print(f"{text!r} -> {path}")
         print(f"wrote {len(written)} adapter(s) to {out}: generation {gen_s:.3f} s "
