@@ -63,8 +63,13 @@ def main() -> None:
         oracle_sd, _ = read_adapter(args.zoo / path)
         row = {"concept": text, **describe_nearest(text, sources), "l1": {}, "psnr": {}, "l2_to_oracle": {}}
         oracle_blocks = layout.to_blocks(oracle_sd)
-        for kind in (*KINDS, "oracle"):
-            sd = oracle_sd if kind == "oracle" else init_weights(kind, text, sources)
+        for kind in (*KINDS, "conditional", "oracle"):
+            if kind == "oracle":
+                sd = oracle_sd
+            elif kind == "conditional":  # guidance 1: the text alone, whatever the generator's default
+                sd = layout.from_blocks(pipe.generate_blocks([text], seed=args.seed, guidance_scale=1.0)[0])
+            else:
+                sd = init_weights(kind, text, sources)
             m = evaluator.evaluate(text, sd)
             row["l1"][kind], row["psnr"][kind] = m["l1"], m["psnr"]
             blocks = torch.zeros_like(oracle_blocks) if sd is None else layout.to_blocks(sd)
@@ -92,6 +97,7 @@ def main() -> None:
         "train_ckpt_within_concept_median": float(within.nanmedian()),
         "ratio": float(gen_to_train.median() / train_to_other.median()),
     }
+    args.guidance = pipe.guidance_scale
     text = report(rows, memo, time.perf_counter() - t0, args)
     print(text)
     if args.out:
@@ -101,9 +107,10 @@ def main() -> None:
 
 
 def report(rows: list[dict], memo: dict, seconds: float, args) -> str:
-    kinds = (*KINDS, "oracle")
+    kinds = (*KINDS, "conditional", "oracle")
     names = {"zero": "zero-init LoRA (= base)", "mean": "zoo mean", "nearest": "nearest concept's LoRA",
-             "nearest-noise": "nearest + noise", "generated": "generated, 1 step",
+             "nearest-noise": "nearest + noise", "generated": f"generated, 1 step (guidance {args.guidance:g})",
+             "conditional": "generated, 1 step, guidance 1 (text only)",
              "generated-ddim": f"generated, DDIM {args.ddim_steps}", "oracle": "held-out oracle LoRA"}
     lines = [f"## Held-out concepts without fine-tuning ({len(rows)} concepts, {seconds:.0f} s)", "",
              "| init | mean test L1 | median test L1 | mean PSNR dB | generated better on | L2 to oracle (median) |",
