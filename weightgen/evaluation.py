@@ -104,3 +104,37 @@ def validation_fn(evaluator: AdapterEvaluator, concepts: list[str]):
                 "better_than_base": sum(a < base[c] for c, a in zip(concepts, l1)) / len(concepts)}
 
     return validate
+
+
+def pick_guidance(generator_dir: str | Path, zoo: str | Path, texts: list[str], scales: list[float],
+                  log=print) -> float:
+    """Score each guidance scale on validation concepts; the best mean test L1 becomes the generator's default.
+
+    `texts` must be concepts the generator did not train on (its `validation_concepts`), never the
+    benchmark's held-out ones: this is model selection.
+    """
+    import statistics
+
+    from weightgen.init import GENERATOR_FILE, WeightGenPipeline
+    from weightgen.io import read_json, write_json
+
+    if not texts or not scales:
+        raise WeightgenError("picking a guidance scale needs validation concepts and at least one scale")
+    generator_dir = Path(generator_dir)
+    evaluator = AdapterEvaluator.from_zoo(zoo)
+    pipe = WeightGenPipeline.from_pretrained(generator_dir)
+    trained_on = set(pipe.info.get("concepts", []))
+    if trained_on & set(texts):
+        raise WeightgenError(f"guidance must be picked on concepts the generator did not train on; "
+                             f"it trained on {sorted(trained_on & set(texts))[:3]}")
+    scores = {}
+    for scale in scales:
+        sds = pipe.generate(texts, guidance_scale=scale)
+        scores[scale] = statistics.mean(evaluator.evaluate(t, sd)["l1"] for t, sd in zip(texts, sds))
+        log(f"guidance {scale:g}: mean test L1 {scores[scale]:.4f} on {len(texts)} validation concepts")
+    best = min(scores, key=scores.get)
+    info = read_json(generator_dir / GENERATOR_FILE)
+    info.update(guidance_scale=best, guidance_sweep={f"{k:g}": v for k, v in scores.items()})
+    write_json(generator_dir / GENERATOR_FILE, info)
+    log(f"default guidance scale {best:g} written to {generator_dir / GENERATOR_FILE}")
+    return best

@@ -75,29 +75,6 @@ def _zoo_of(chunks: Path, zoo: Path | None) -> Path:
     return zoo
 
 
-def pick_guidance(generator_dir: Path, chunks: Path, zoo: Path | None, texts: list[str], scales: list[float]) -> float:
-    """Score each guidance scale on the validation concepts; the best test L1 becomes the generator's default."""
-    import statistics
-
-    from weightgen.evaluation import AdapterEvaluator
-    from weightgen.init import GENERATOR_FILE, WeightGenPipeline
-    from weightgen.io import read_json, write_json
-
-    evaluator = AdapterEvaluator.from_zoo(_zoo_of(chunks, zoo))
-    pipe = WeightGenPipeline.from_pretrained(generator_dir)
-    scores = {}
-    for scale in scales:
-        sds = pipe.generate(texts, guidance_scale=scale)
-        scores[scale] = statistics.mean(evaluator.evaluate(t, sd)["l1"] for t, sd in zip(texts, sds))
-        print(f"guidance {scale:g}: mean test L1 {scores[scale]:.4f} on {len(texts)} validation concepts")
-    best = min(scores, key=scores.get)
-    info = read_json(generator_dir / GENERATOR_FILE)
-    info.update(guidance_scale=best, guidance_sweep={f"{k:g}": v for k, v in scores.items()})
-    write_json(generator_dir / GENERATOR_FILE, info)
-    print(f"default guidance scale {best:g} written to {generator_dir / GENERATOR_FILE}")
-    return best
-
-
 def gan_validation(chunks: Path, zoo: Path | None, n_concepts: int, texts: list[str] | None = None):
     """The `weightgen train` validation callback on the zoo's held-out concepts (main process only).
 
@@ -204,7 +181,9 @@ def register(app: typer.Typer) -> None:
         if PartialState().is_main_process:
             print(f"generator written to {generator_dir} ({time.perf_counter() - t0:.1f} s)")
             if scales:
-                pick_guidance(generator_dir, chunks, zoo, val_texts, scales)
+                from weightgen.evaluation import pick_guidance
+
+                pick_guidance(generator_dir, _zoo_of(chunks, zoo), val_texts, scales)
 
     @app.command("init")
     def init(
