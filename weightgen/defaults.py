@@ -4,7 +4,7 @@
     weightgen/assets/generator/       the weight generator (`weightgen train` output, EMA weights)
     weightgen/assets/zoo_reference/   the training zoo reduced for the mean / nearest baselines
 
-`scripts/ship_assets.py` writes them from a built zoo and a trained generator.
+`weightgen pipeline configs/default.toml` writes them (its ship stage; docs/rebuild.md).
 """
 
 from __future__ import annotations

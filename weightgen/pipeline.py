@@ -424,11 +424,9 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from weightgen.zoo.store import sha256_file
+
+    return sha256_file(path)
 
 
 def _folder_digest(folder: Path) -> str | None:
