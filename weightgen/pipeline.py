@@ -199,9 +199,14 @@ class ChunksStage:
 class GeneratorStage(TrainConfig):
     """The weight generator: weightgen.training.TrainConfig's fields, plus the GAN validation to watch."""
 
-    steps: int = 6000
-    validate_concepts: int = 8  # generate this many held-out concepts' LoRAs and score their GAN (0: no validation)
-    guidance_sweep: list[float] = field(default_factory=list)  # scales tried on the val_concepts after training
+    steps: int = 3000
+    lr: float = 1e-3
+    checkpoint_every: int = 500
+    validate_every: int = 1000
+    text_dropout: float = 0.2  # the generator also learns "no concept": classifier-free guidance
+    val_concepts: int = 8  # training concepts kept out: validation and the guidance pick happen on them
+    validate_concepts: int = 8  # generate this many validation concepts' LoRAs and score their GAN (0: none)
+    guidance_sweep: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
 
     def __post_init__(self) -> None:
         super().__post_init__()
