@@ -106,23 +106,56 @@ def validation_fn(evaluator: AdapterEvaluator, concepts: list[str]):
     return validate
 
 
-def pick_guidance(generator_dir: str | Path, zoo: str | Path, texts: list[str], scales: list[float],
-                  log=print) -> float:
-    """Score each guidance scale on validation concepts; the best mean test L1 becomes the generator's default.
+def chunks_validation(chunks_dir: str | Path, zoo: str | Path | None = None, n_concepts: int = 8,
+                      val_concepts: int = 0, seed: int = 0):
+    """The validation callback of a generator trained on these chunks (a no-op off the main process).
 
-    `texts` must be concepts the generator did not train on (its `validation_concepts`), never the
-    benchmark's held-out ones: this is model selection.
+    The diffusion loss says little about the GAN a generated LoRA makes, so training reports the
+    test-pair L1/PSNR of generated weights, next to the base's, on the training concepts the run
+    keeps out (`val_concepts`, as weightgen.training picks them), or else on the zoo's held-out
+    concepts (watched, never tuned on). `zoo` defaults to the one the chunks were cut from.
+    """
+    import json
+
+    from accelerate import PartialState
+
+    from weightgen.chunks import read_chunks_metadata, zoo_checkpoints
+    from weightgen.training import validation_concepts
+
+    if n_concepts < 1:
+        raise WeightgenError(f"validation needs at least 1 concept, got {n_concepts}")
+    meta = read_chunks_metadata(chunks_dir)
+    zoo = Path(zoo if zoo is not None else meta.get("zoo", ""))
+    if not (zoo / "manifest.json").is_file():
+        raise WeightgenError(f"cannot validate: zoo manifest not found at {zoo}")
+    if val_concepts:
+        texts = validation_concepts(json.loads(meta["concepts"]), val_concepts, seed)
+    else:
+        held, _ = zoo_checkpoints(zoo, "heldout")
+        texts = list(dict.fromkeys(ck.text for ck in held))
+    if not PartialState().is_main_process:
+        return lambda step, generate: {}  # only the main process validates
+    return validation_fn(AdapterEvaluator.from_zoo(zoo), texts[:n_concepts])
+
+
+def pick_guidance(generator_dir: str | Path, zoo: str | Path, scales: list[float], log=print) -> float:
+    """Score each guidance scale on the generator's validation concepts; the best mean test L1 becomes its default.
+
+    Those are training concepts the generator was trained without (`validation_concepts` in its
+    generator.json), never the benchmark's held-out ones: this is model selection.
     """
     import statistics
 
     from weightgen.init import GENERATOR_FILE, WeightGenPipeline
     from weightgen.io import read_json, write_json
 
-    if not texts or not scales:
-        raise WeightgenError("picking a guidance scale needs validation concepts and at least one scale")
     generator_dir = Path(generator_dir)
-    evaluator = AdapterEvaluator.from_zoo(zoo)
     pipe = WeightGenPipeline.from_pretrained(generator_dir)
+    texts = list(pipe.info.get("validation_concepts") or [])
+    if not texts or not scales:
+        raise WeightgenError("picking a guidance scale needs validation concepts (train with val_concepts >= 1) "
+                             "and at least one scale")
+    evaluator = AdapterEvaluator.from_zoo(zoo)
     trained_on = set(pipe.info.get("concepts", []))
     if trained_on & set(texts):
         raise WeightgenError(f"guidance must be picked on concepts the generator did not train on; "

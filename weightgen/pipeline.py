@@ -876,31 +876,18 @@ class Pipeline:
                             progress=progress)
 
     def validation(self) -> Callable | None:
-        """The generator's GAN validation: its LoRAs for the first N held-out concepts (or the training
-        concepts it keeps out, `val_concepts`), scored on their test pairs."""
-        from weightgen.chunks import zoo_checkpoints
-        from weightgen.evaluation import AdapterEvaluator, validation_fn
+        """The generator's GAN validation (weightgen.evaluation.chunks_validation), or None with a line why."""
+        from weightgen.evaluation import chunks_validation
 
         cfg = self.config.generator
         if not cfg.validate_concepts:
             return None
-        zoo = self.output("zoo")
-        if cfg.val_concepts:
-            from safetensors import safe_open
-
-            from weightgen.chunks.dataset import CHUNKS_FILE
-            from weightgen.training import validation_concepts
-
-            with safe_open(str(self.output("chunks") / CHUNKS_FILE), "pt") as f:
-                texts = validation_concepts(json.loads((f.metadata() or {})["concepts"]), cfg.val_concepts, cfg.seed)
-        else:
-            try:
-                held, _ = zoo_checkpoints(zoo, "heldout")
-            except WeightgenError:
-                self.console.print("no GAN validation: the zoo has no held-out concepts")
-                return None
-            texts = list(dict.fromkeys(ck.text for ck in held))
-        return validation_fn(AdapterEvaluator.from_zoo(zoo), texts[: cfg.validate_concepts])
+        try:
+            return chunks_validation(self.output("chunks"), self.output("zoo"), cfg.validate_concepts,
+                                     cfg.val_concepts, cfg.seed)
+        except WeightgenError as e:
+            self.console.print(escape(f"no GAN validation: {e}"))
+            return None
 
     def _run_generator(self, progress: bool, overwrite: bool) -> None:
         from weightgen.training import train_generator
@@ -911,10 +898,8 @@ class Pipeline:
                                         text_encoder=self.encoder(cfg.text_encoder, cfg.text_encoder_path))
         if cfg.guidance_sweep:
             from weightgen.evaluation import pick_guidance
-            from weightgen.io import read_json
 
-            pick_guidance(generator_dir, self.output("zoo"), read_json(generator_dir / "generator.json")
-                          ["validation_concepts"], cfg.guidance_sweep, log=self.console.print)
+            pick_guidance(generator_dir, self.output("zoo"), cfg.guidance_sweep, log=self.console.print)
 
     def _run_ship(self, progress: bool, overwrite: bool) -> None:
         import tempfile

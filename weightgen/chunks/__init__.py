@@ -13,6 +13,7 @@ from weightgen.chunks.dataset import (
     ZooBlocks,
     build_chunk_dataset,
     load_chunk_dataset,
+    read_chunks_metadata,
     read_zoo_blocks,
     zoo_checkpoints,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "chunk_stats",
     "load_chunk_dataset",
     "read_adapter",
+    "read_chunks_metadata",
     "read_zoo_blocks",
     "validate_block_size",
     "write_adapter",

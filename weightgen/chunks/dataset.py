@@ -182,6 +182,14 @@ def _read_metadata(path: Path) -> dict:
         raise WeightgenError(f"corrupt weights file {path}: {e}") from None
 
 
+def read_chunks_metadata(chunks_dir: str | Path) -> dict:
+    """The chunk dataset's metadata (concept texts, zoo path, layout fingerprint) without reading its blocks."""
+    path = Path(chunks_dir) / CHUNKS_FILE
+    if not path.is_file():
+        raise WeightgenError(f"chunk dataset not found: {path}")
+    return _read_metadata(path)
+
+
 def load_chunk_dataset(chunks_dir: str | Path) -> ChunkData:
     """Read a chunk dataset folder, refusing a chunks file that does not match its layout."""
     chunks_dir = Path(chunks_dir)

@@ -49,56 +49,6 @@ def _parse_scales(text: str) -> list[float]:
     return scales
 
 
-def _chunks_metadata(chunks: Path) -> dict:
-    from safetensors import safe_open
-
-    from weightgen.chunks.dataset import CHUNKS_FILE
-
-    if not (chunks / CHUNKS_FILE).is_file():
-        raise WeightgenError(f"chunk dataset not found: {chunks / CHUNKS_FILE}")
-    with safe_open(str(chunks / CHUNKS_FILE), "pt") as f:
-        return f.metadata() or {}
-
-
-def _validation_texts(chunks: Path, n: int, seed: int) -> list[str]:
-    import json
-
-    from weightgen.training import validation_concepts
-
-    return validation_concepts(json.loads(_chunks_metadata(chunks).get("concepts", "[]")), n, seed)
-
-
-def _zoo_of(chunks: Path, zoo: Path | None) -> Path:
-    zoo = zoo if zoo is not None else Path(_chunks_metadata(chunks).get("zoo", ""))
-    if not (zoo / "manifest.json").is_file():
-        raise WeightgenError(f"cannot validate: zoo manifest not found at {zoo} (pass --zoo DIR or --no-validate)")
-    return zoo
-
-
-def gan_validation(chunks: Path, zoo: Path | None, n_concepts: int, texts: list[str] | None = None):
-    """The `weightgen train` validation callback on the zoo's held-out concepts (main process only).
-
-    The diffusion loss says little about the GAN a generated LoRA makes, so training reports the
-    test-pair L1/PSNR of generated weights, next to the base's, on `texts` (the validation concepts
-    kept out of training) or else on the zoo's held-out concepts (watched, never tuned on).
-    """
-    from accelerate import PartialState
-
-    from weightgen.chunks import zoo_checkpoints
-    from weightgen.evaluation import AdapterEvaluator, validation_fn
-
-    if n_concepts < 1:
-        raise WeightgenError(f"--validate-concepts must be >= 1, got {n_concepts}")
-    zoo = _zoo_of(chunks, zoo)
-    if texts is None:
-        held, _ = zoo_checkpoints(zoo, "heldout")
-        texts = list(dict.fromkeys(ck.text for ck in held))
-    texts = texts[:n_concepts]
-    if not PartialState().is_main_process:
-        return lambda step, generate: {}  # only the main process validates
-    return validation_fn(AdapterEvaluator.from_zoo(zoo), texts)
-
-
 def register(app: typer.Typer) -> None:
     """Add this stage's verbs to the app."""
 
@@ -165,15 +115,16 @@ def register(app: typer.Typer) -> None:
         scales = _parse_scales(guidance_sweep) if guidance_sweep else []
         if scales and (text_dropout <= 0 or val_concepts < 1):
             raise WeightgenError("--guidance-sweep needs --text-dropout > 0 (an unconditional model) and --val-concepts >= 1")
-        val_texts = _validation_texts(chunks, val_concepts, seed) if val_concepts else None
+        from weightgen.evaluation import chunks_validation
+
         t0 = time.perf_counter()
         validate_fn = None
         if validate is not False:
             try:
-                validate_fn = gan_validation(chunks, zoo, validate_concepts, texts=val_texts)
+                validate_fn = chunks_validation(chunks, zoo, validate_concepts, val_concepts, seed)
             except WeightgenError as e:
                 if validate:  # asked for explicitly
-                    raise
+                    raise WeightgenError(f"{e} (pass --zoo DIR or --no-validate)") from None
                 print(f"no GAN validation: {e}")
         generator_dir = train_generator(chunks, out, config, resume=resume, progress=progress, validate=validate_fn)
         from accelerate import PartialState
@@ -181,9 +132,10 @@ def register(app: typer.Typer) -> None:
         if PartialState().is_main_process:
             print(f"generator written to {generator_dir} ({time.perf_counter() - t0:.1f} s)")
             if scales:
+                from weightgen.chunks import read_chunks_metadata
                 from weightgen.evaluation import pick_guidance
 
-                pick_guidance(generator_dir, _zoo_of(chunks, zoo), val_texts, scales)
+                pick_guidance(generator_dir, zoo or read_chunks_metadata(chunks)["zoo"], scales)
 
     @app.command("init")
     def init(
