@@ -139,16 +139,6 @@ class InitPlan:
         return {"init_weights": (self.adapter_config, self.state_dict)}
 
 
-def _check_layout_base(layout: ChunkLayout, base_meta: dict, what: str) -> None:
-    """Refuse weights laid out for another base: they would load (same shapes) and mean nothing."""
-    want = layout.base_fingerprint or layout.adapter_meta.get("base_fingerprint", "")
-    if want and want != base_meta.get("fingerprint"):
-        raise WeightgenError(f"{what} was built for base GAN {want}, the base is {base_meta.get('fingerprint')!r}")
-    want_w = layout.adapter_meta.get("base_weights_hash")
-    if want_w and base_meta.get("weights_hash") and want_w != base_meta["weights_hash"]:
-        raise WeightgenError(f"{what} was built for base weights {want_w}, the base has {base_meta['weights_hash']}")
-
-
 def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
     """The generator's chunk layout (layout.json only, no network), or None when no generator is found."""
     from weightgen.chunks import ChunkLayout
@@ -169,7 +159,7 @@ def _load_reference(config: FinetuneConfig, base_meta: dict):
     else:
         ref = ZooReference.load(config.reference)
         what = f"zoo reference {config.reference or 'shipped with weightgen'}"
-    _check_layout_base(ref.layout, base_meta, what)
+    ref.layout.check_base(base_meta, what)
     return ref
 
 
@@ -189,7 +179,7 @@ def _zero_adapter_config(config: FinetuneConfig, base_meta: dict) -> tuple[dict,
         try:
             layout = load()
             if layout is not None and layout.adapter_config:
-                _check_layout_base(layout, base_meta, origin)
+                layout.check_base(base_meta, origin)
                 return dict(layout.adapter_config), origin
         except WeightgenError:
             continue

@@ -192,18 +192,7 @@ class WeightGenPipeline:
                 f"the given layout is {layout.fingerprint}"
             )
         if base is not None:
-            want = self.layout.base_fingerprint or self.info.get("base_fingerprint", "")
-            if want and base.get("fingerprint") != want:
-                raise WeightgenError(
-                    f"base GAN mismatch: the generator writes LoRAs for base {want}, "
-                    f"the given base is {base.get('fingerprint')!r}"
-                )
-            want_w = self.layout.adapter_meta.get("base_weights_hash")
-            if want_w and base.get("weights_hash") and base["weights_hash"] != want_w:
-                raise WeightgenError(
-                    f"base GAN mismatch: the generator was trained on base weights {want_w}, "
-                    f"the given base has weights {base['weights_hash']}"
-                )
+            self.layout.check_base(base, "the generator's LoRAs")
 
     # ---- generation -----------------------------------------------------------------------
 

@@ -230,6 +230,21 @@ class ChunkLayout:
                         f"{source}: {spec.role} of layer {g.name} has dtype {dtype}, layout expects {spec.dtype}"
                     )
 
+    def check_base(self, base: dict, what: str = "these weights") -> None:
+        """Refuse a base GAN other than the one these blocks' adapters were trained on.
+
+        `base` is a base folder's weightgen.json content ({"fingerprint", "weights_hash", ...}).
+        Weights laid out for another base would load (same shapes) and mean nothing.
+        """
+        want = self.base_fingerprint or self.adapter_meta.get("base_fingerprint", "")
+        if want and base.get("fingerprint") != want:
+            raise WeightgenError(f"base GAN mismatch: {what} belong to base {want}, "
+                                 f"the given base is {base.get('fingerprint')!r}")
+        want_w = self.adapter_meta.get("base_weights_hash")
+        if want_w and base.get("weights_hash") and base["weights_hash"] != want_w:
+            raise WeightgenError(f"base GAN mismatch: {what} were trained on base weights {want_w}, "
+                                 f"the given base has weights {base['weights_hash']}")
+
     def check_blocks(self, blocks: torch.Tensor, what: str = "blocks") -> None:
         if not isinstance(blocks, torch.Tensor) or blocks.dim() < 2:
             raise WeightgenError(f"{what} must be a tensor of shape (..., {self.n_blocks}, {self.block_size})")
