@@ -12,7 +12,6 @@ a model build.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,13 +27,11 @@ class AdapterEvaluator:
     """Base generator + one LoRA slot + the pairs folder; `evaluate(concept, state_dict)` -> metrics."""
 
     def __init__(self, base_dir: str | Path, pairs_dir: str | Path, adapter_config: dict, device: str = "cpu"):
-        from gan.base import load_base, read_base_meta
+        from gan.base import load_base
         from gan.lora import lora_from_state_dict
 
         self.base_dir, self.pairs_dir, self.device = Path(base_dir), Path(pairs_dir), device
-        self.base_meta = read_base_meta(base_dir)
-        generator, self.discriminator = load_base(base_dir)
-        self.base_generator = copy.deepcopy(generator).to(device).eval()
+        generator, _ = load_base(base_dir)
         self.model = lora_from_state_dict(generator, adapter_config, None, is_trainable=False).to(device).eval()
         self.adapter_config = adapter_config
         self._pairs: dict[str, ConceptPairs] = {}
@@ -57,32 +54,26 @@ class AdapterEvaluator:
             self._pairs[concept] = PairedData.load(self.pairs_dir, [concept]).concepts[0]
         return self._pairs[concept]
 
-    def model_for(self, state_dict: dict[str, torch.Tensor] | None):
-        """The evaluation model holding these LoRA weights (None: the base alone). Shared: not thread-safe."""
+    def _load(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Swap these LoRA weights into the shared model (not thread-safe)."""
         from peft import set_peft_model_state_dict
 
-        if state_dict is None:
-            return self.base_generator
         result = set_peft_model_state_dict(self.model, state_dict)
         missing = [k for k in result.missing_keys if "lora_" in k]
         if missing or result.unexpected_keys:
             raise WeightgenError(f"LoRA weights do not fit the base {self.base_dir}: missing {missing[:2]}, "
                                  f"unexpected {list(result.unexpected_keys)[:2]}")
-        return self.model
 
     def evaluate(self, concept: str, state_dict: dict[str, torch.Tensor] | None) -> dict[str, float]:
-        """L1 / PSNR / SSIM on the concept's test pairs with these LoRA weights (None: the base)."""
+        """L1 / PSNR / SSIM on the concept's test pairs with these LoRA weights (None: the base alone)."""
         from gan.metrics import evaluate_pairs
 
         pairs = self.pairs(concept)
-        return evaluate_pairs(self.model_for(state_dict), pairs.test_source, pairs.test_target, device=self.device)
-
-    def images(self, concept: str, state_dict: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """uint8 outputs on the concept's test sources (for grids)."""
-        from gan.data import to_uint8
-        from gan.metrics import generate
-
-        return to_uint8(generate(self.model_for(state_dict), self.pairs(concept).test_source))
+        if state_dict is None:
+            with self.model.disable_adapter():
+                return evaluate_pairs(self.model, pairs.test_source, pairs.test_target, device=self.device)
+        self._load(state_dict)
+        return evaluate_pairs(self.model, pairs.test_source, pairs.test_target, device=self.device)
 
 
 def validation_fn(evaluator: AdapterEvaluator, concepts: list[str]):
