@@ -164,7 +164,7 @@ def synthetic_zoo(layout, encoder, texts: list[str], rank: int, checkpoints: int
 def quality(args) -> dict:
     import torch
 
-    from weightgen.chunks import ChunkData
+    from weightgen.chunks import ChunkData, memorization_distances
     from weightgen.models import MODEL_SIZES
     from weightgen.text_encoders import load_text_encoder
     from weightgen.training import GeneratorTrainer, TrainConfig
@@ -218,10 +218,7 @@ def quality(args) -> dict:
         "generated_ddim_10": dist(pipe.generate_blocks(held, seed=0, steps=10)),
         "heldout_oracle_checkpoint": dist(ckpts[len(train):, 0]),
     }
-    flat = raw.flatten(1)
-    owner = torch.arange(len(train)).repeat_interleave(K)
-    between = torch.cdist(flat, flat)
-    between[owner[:, None] == owner[None, :]] = float("inf")
+    memo = memorization_distances(generated.flatten(1), raw.flatten(1), torch.arange(len(train)).repeat_interleave(K))
     figures = {
         "train_concepts": len(train), "heldout_concepts": len(held), "rank": args.rank, "steps": args.steps,
         "model": args.model_size + (" (paper-plain: no chunk table/template/linear head)" if args.paper_plain else ""),
@@ -234,8 +231,8 @@ def quality(args) -> dict:
         figures[f"heldout_L2_rel_zero_{name}"] = float((d / zero).mean())
     figures["train_L2_generated_1_step"] = float(
         (pipe.generate_blocks(train[:8], seed=0) - true[:8]).flatten(1).norm(dim=1).mean())
-    figures["memo_generated_to_nearest_train_ckpt"] = float(torch.cdist(generated.flatten(1), flat).min(1).values.mean())
-    figures["memo_train_ckpt_to_nearest_other_concept"] = float(between.min(1).values.mean())
+    figures["memo_generated_to_nearest_train_ckpt"] = float(memo["generated_to_train"].mean())
+    figures["memo_train_ckpt_to_nearest_other_concept"] = float(memo["train_to_other_concept"].mean())
     return figures
 
 

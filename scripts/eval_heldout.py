@@ -41,7 +41,7 @@ def main() -> None:
 
     import torch
 
-    from weightgen.chunks import read_adapter, read_zoo_blocks, zoo_checkpoints
+    from weightgen.chunks import memorization_distances, read_adapter, read_zoo_blocks, zoo_checkpoints
     from weightgen.evaluation import AdapterEvaluator
     from weightgen.init import WeightGenPipeline
     from weightgen.inits import InitSources, ZooReference, describe_nearest, init_weights
@@ -49,7 +49,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     pipe = WeightGenPipeline.from_pretrained(args.generator)
-    ref = ZooReference.from_zoo(args.zoo, layout=pipe.layout)
+    train = read_zoo_blocks(args.zoo, pipe.layout.block_size, "train")
+    ref = ZooReference.from_blocks(train, layout=pipe.layout, source=f"zoo {args.zoo}")
     sources = InitSources(reference=ref, pipeline=pipe, seed=args.seed, ddim_steps=args.ddim_steps)
     evaluator = AdapterEvaluator.from_zoo(args.zoo)
     held, _ = zoo_checkpoints(args.zoo, "heldout")
@@ -81,21 +82,13 @@ def main() -> None:
               file=sys.stderr, flush=True)
 
     # memorization check, raw weights over all LoRA values
-    train = read_zoo_blocks(args.zoo, layout.block_size, "train")
-    flat = train.blocks.flatten(1)  # (K_all, N*b)
-    owner = torch.tensor([ck.concept_index for ck in train.checkpoints])
-    between = torch.cdist(flat, flat)
-    between[owner[:, None] == owner[None, :]] = float("inf")
-    train_to_other = between.min(1).values  # (K_all,)
-    gen_to_train = torch.cdist(torch.stack(generated_blocks).flatten(1), flat).min(1).values  # (H,)
-    within = torch.cdist(flat, flat)
-    within[owner[:, None] != owner[None, :]] = float("nan")
-    within.fill_diagonal_(float("nan"))
+    d = memorization_distances(torch.stack(generated_blocks).flatten(1), train.blocks.flatten(1),
+                               torch.tensor([ck.concept_index for ck in train.checkpoints]))
     memo = {
-        "generated_to_nearest_train_ckpt_median": float(gen_to_train.median()),
-        "train_ckpt_to_nearest_other_concept_median": float(train_to_other.median()),
-        "train_ckpt_within_concept_median": float(within.nanmedian()),
-        "ratio": float(gen_to_train.median() / train_to_other.median()),
+        "generated_to_nearest_train_ckpt_median": float(d["generated_to_train"].median()),
+        "train_ckpt_to_nearest_other_concept_median": float(d["train_to_other_concept"].median()),
+        "train_ckpt_within_concept_median": float(d["within_concept"].median()),
+        "ratio": float(d["generated_to_train"].median() / d["train_to_other_concept"].median()),
     }
     args.guidance = pipe.guidance_scale
     text = report(rows, memo, time.perf_counter() - t0, args)

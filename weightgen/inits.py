@@ -27,7 +27,7 @@ from weightgen.io import atomic_dir, load_tensors, save_tensors
 if TYPE_CHECKING:
     import torch
 
-    from weightgen.chunks import ChunkLayout
+    from weightgen.chunks import ChunkLayout, ZooBlocks
     from weightgen.init import WeightGenPipeline
     from weightgen.text_encoders import TextEncoder
 
@@ -58,13 +58,18 @@ class ZooReference:
     @classmethod
     def from_zoo(cls, zoo_dir: str | Path, block_size: int = 256, layout: ChunkLayout | None = None) -> ZooReference:
         """From a zoo's train split; pass the generator's `layout` so the blocks line up with its chunks."""
-        import torch
-
         from weightgen.chunks import read_zoo_blocks
 
         zoo = read_zoo_blocks(zoo_dir, layout.block_size if layout is not None else block_size, "train")
+        return cls.from_blocks(zoo, layout, source=f"zoo {zoo_dir}")
+
+    @classmethod
+    def from_blocks(cls, zoo: ZooBlocks, layout: ChunkLayout | None = None, source: str = "the zoo") -> ZooReference:
+        """From an already read train split (weightgen.chunks.read_zoo_blocks)."""
+        import torch
+
         if layout is not None and zoo.layout.fingerprint != layout.fingerprint:
-            raise WeightgenError(f"zoo {zoo_dir} has chunk layout {zoo.layout.fingerprint}, "
+            raise WeightgenError(f"{source} has chunk layout {zoo.layout.fingerprint}, "
                                  f"the generator's is {layout.fingerprint}")
         last = {}
         for row, ck in enumerate(zoo.checkpoints):

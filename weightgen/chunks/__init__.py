@@ -18,7 +18,7 @@ from weightgen.chunks.dataset import (
     zoo_checkpoints,
 )
 from weightgen.chunks.layout import ChunkLayout, GroupSpec, TensorSpec, validate_block_size
-from weightgen.chunks.stats import chunk_stats
+from weightgen.chunks.stats import chunk_stats, memorization_distances
 
 __all__ = [
     "ChunkData",
@@ -30,6 +30,7 @@ __all__ = [
     "check_adapter_config",
     "chunk_stats",
     "load_chunk_dataset",
+    "memorization_distances",
     "read_adapter",
     "read_chunks_metadata",
     "read_zoo_blocks",

@@ -32,6 +32,23 @@ def _pair_distances(x: torch.Tensor, concept: torch.Tensor) -> dict:
     }
 
 
+def memorization_distances(generated: torch.Tensor, train: torch.Tensor, concept: torch.Tensor) -> dict:
+    """The memorization check of Zeng et al. (2025) as per-item L2 distances over flattened weights.
+
+    generated (G, D), train (K, D) checkpoints owned by concept (K,). A generator that copies its
+    training set puts `generated_to_train` far below `train_to_other_concept` (how far a checkpoint
+    is from the nearest checkpoint of another concept), near `within_concept`.
+    """
+    d = torch.cdist(train, train)  # (K, K)
+    same = concept[:, None] == concept[None, :]
+    upper = torch.triu(torch.ones_like(same), diagonal=1)
+    return {
+        "generated_to_train": torch.cdist(generated, train).min(1).values,  # (G,)
+        "train_to_other_concept": d.masked_fill(same, float("inf")).min(1).values,  # (K,)
+        "within_concept": d[same & upper],  # (pairs,)
+    }
+
+
 def stats_from_blocks(zoo: ZooBlocks) -> dict:
     layout, raw = zoo.layout, zoo.blocks
     k = raw.shape[0]
