@@ -87,16 +87,19 @@ def count_lora_params(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
 
 
+def adapter_sidecar(model: nn.Module, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The weightgen.json of an adapter on this base: format, the base's fingerprint and weights hash, + meta."""
+    return {"format": ADAPTER_FORMAT, "version": 1, "weightgen_version": __version__,
+            "base_fingerprint": fingerprint(model), "base_weights_hash": weights_hash(model), **(meta or {})}
+
+
 def save_adapter(peft_model: PeftModel, out_dir: str | Path, meta: dict[str, Any] | None = None,
                  overwrite: bool = False) -> Path:
     """Write a standard peft adapter folder + the weightgen.json sidecar, atomically."""
     out_dir = Path(out_dir)
-    sidecar = {"format": ADAPTER_FORMAT, "version": 1, "weightgen_version": __version__,
-               "base_fingerprint": fingerprint(peft_model),
-               "base_weights_hash": weights_hash(peft_model), **(meta or {})}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         peft_model.save_pretrained(str(tmp))
-        write_json(tmp / ADAPTER_META, sidecar)
+        write_json(tmp / ADAPTER_META, adapter_sidecar(peft_model, meta))
     return out_dir
 
 

@@ -412,7 +412,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
     from gan.config import LoraSettings, TrainConfig
     from gan.data import PairedData
     from gan.finetune import train_lora
-    from gan.lora import ADAPTER_FORMAT, count_lora_params, fingerprint, weights_hash
+    from gan.lora import adapter_sidecar, count_lora_params
 
     console = Console(highlight=False, quiet=not progress)
     t_start = time.perf_counter()
@@ -426,7 +426,8 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
                                  "pass --base DIR (a folder written by `weightgen train-base` or the zoo stage)")
         generator, discriminator = load_base(config.base)
         # What adapters compare against when loaded (gan.lora.check_adapter_dir), computed, not trusted.
-        base_meta = {"fingerprint": fingerprint(generator), "weights_hash": weights_hash(generator)}
+        sidecar = adapter_sidecar(generator)
+        base_meta = {"fingerprint": sidecar["base_fingerprint"], "weights_hash": sidecar["base_weights_hash"]}
         plan = resolve_init(config, generator, base_meta)
         load_seconds = time.perf_counter() - t_start - plan.init_seconds
         console.print(f"init {config.init}: {plan.init_seconds:.2f} s (loading {plan.load_seconds:.1f} s)"
@@ -440,9 +441,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
         data = PairedData.load(pairs_dir, [config.concept])
         pairs = data.concepts[0]
         # 3. the fine-tune, the best adapter kept on disk at every evaluation.
-        meta = {"format": ADAPTER_FORMAT, "version": 1, "weightgen_version": __version__,
-                "base_fingerprint": base_meta["fingerprint"], "base_weights_hash": base_meta["weights_hash"],
-                "concept": pairs.text, "concept_id": pairs.id, "init": config.init}
+        meta = {**sidecar, "concept": pairs.text, "concept_id": pairs.id, "init": config.init}
         best = BestAdapter(generator, out, plan.adapter_config, meta, then=callback)
         train = TrainConfig(batch_size=config.batch_size, lr=config.lr, lr_d=config.lr_d, max_steps=config.max_steps,
                             max_seconds=float(config.seconds), eval_every=config.eval_every, seed=config.seed)
