@@ -58,8 +58,7 @@ def main() -> None:
                                         overwrite=True), progress=False)
             summary = json.loads((out / "summary.json").read_text())
             history = json.loads((out / "history.json").read_text())
-            records = history["records"] if isinstance(history, dict) else history
-            hit = next((r for r in records if r["metrics"]["l1"] <= oracle_l1), None)
+            hit = next((r for r in history if r["metrics"]["l1"] <= oracle_l1), None)
             rows.append({"concept": c.text, "init": init, "oracle_l1": oracle_l1,
                          "step0_l1": summary["step0"]["l1"], "best_l1": summary["best"]["metrics"]["l1"],
                          "steps": summary["steps"], "train_seconds": summary["train_seconds"],

@@ -98,6 +98,7 @@ class WeightGenPipeline:
         self.layout = layout
         self.diffusion = diffusion
         self.info = dict(info or {})
+        self._null = None  # TextFeatures of the empty prompt, for guidance
 
     @property
     def device(self) -> torch.device:
@@ -224,8 +225,9 @@ class WeightGenPipeline:
             return self.model
         from weightgen.training import pad_tokens
 
-        null = self.text_encoder.encode_null()
-        model = self.model
+        if self._null is None:  # the empty prompt's features, encoded once per pipeline
+            self._null = self.text_encoder.encode_null()
+        null, model = self._null, self.model
 
         def call(x, t, block_index, text_tokens, text_mask, text_index):
             T = max(text_tokens.shape[1], null.tokens.shape[1])

@@ -156,17 +156,14 @@ def _step_seed(seed: int, step: int, rank: int, what: str) -> int:
 def encode_concepts(encoder: TextEncoder, texts: list[str], batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """(C, T, D) token features and (C, T) mask for all concepts, padded to the longest; computed once."""
     import torch
-    import torch.nn.functional as F
 
-    toks, masks = [], []
+    parts = []
     for i in range(0, len(texts), batch):
         f = encoder.encode(texts[i : i + batch])
-        toks.append(f.tokens.float().cpu())
-        masks.append(f.mask.cpu())
-    T = max(t.shape[1] for t in toks)
-    tokens = torch.cat([F.pad(t, (0, 0, 0, T - t.shape[1])) for t in toks])
-    mask = torch.cat([F.pad(m, (0, T - m.shape[1])) for m in masks])
-    return tokens, mask
+        parts.append((f.tokens.float().cpu(), f.mask.cpu()))
+    T = max(t.shape[1] for t, _ in parts)
+    padded = [pad_tokens(t, m, T) for t, m in parts]
+    return torch.cat([t for t, _ in padded]), torch.cat([m for _, m in padded])
 
 
 def validation_concepts(concepts: list[str], n: int, seed: int = 0) -> list[str]:
