@@ -23,7 +23,7 @@ from gan.lora import fingerprint, weights_hash
 from gan.trainer import EvalCallback, Pix2PixTrainer
 from weightgen import __version__
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_dir, read_json, write_json
+from gan.io import atomic_dir, read_json, write_json
 
 BASE_FORMAT = "weightgen-gan-base"
 M = TypeVar("M", bound=ModelMixin)

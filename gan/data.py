@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import torch
 
 from weightgen.errors import WeightgenError
-from weightgen.io import load_tensors, read_json
+from gan.io import load_tensors, read_json
 
 PAIRS_FORMAT = "weightgen-pairs"
 PAIRS_FILE = "pairs.safetensors"

@@ -27,7 +27,7 @@ from torch import nn
 from gan.config import LoraSettings
 from weightgen import __version__
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_dir, load_tensors, read_json, write_json
+from gan.io import atomic_dir, load_tensors, read_json, write_json
 
 ADAPTER_META = "weightgen.json"
 ADAPTER_FORMAT = "weightgen-gan-adapter"

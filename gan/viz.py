@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_path
+from gan.io import atomic_path
 
 HEADER = 14  # pixels of label text above each column
 

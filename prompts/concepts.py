@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json, write_json
+from gan.io import read_json, write_json
 from weightgen.pairs import concept_id  # noqa: F401  (re-exported: one id scheme for every stage)
 
 FORMAT = "weightgen-prompts"

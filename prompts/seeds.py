@@ -16,7 +16,7 @@ from pathlib import Path
 from prompts.concepts import CATEGORIES, DATA_DIR
 from prompts.text import normalize_text
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json
+from gan.io import read_json
 
 DEFAULT_SEEDS = DATA_DIR / "seeds.json"
 

@@ -3,7 +3,7 @@
     python scripts/bench_finetune.py --zoo runs/zoo [--generator DIR] [--limit 8] [--seconds 60] \
         [--inits generated,zero] [--threads 2] [--out runs/bench-finetune] [--json docs/finetune60.json]
 
-For the first --limit held-out concepts of the zoo, runs the real `weightgen.finetune.finetune`
+For the first --limit held-out concepts of the zoo, runs the real `weightgen.finetune.job.finetune`
 (the CLI's code path) on the zoo's own pairs of the concept, so its test pairs are exactly those
 the oracle (the concept's zoo LoRA) was measured on, with the default shipped base, generator and
 zoo reference unless given. Reports per concept and init: step-0 and best test L1 within the
@@ -39,8 +39,8 @@ def main() -> None:
 
     from weightgen.bench import heldout_concepts
     from weightgen.chunks import read_adapter
-    from weightgen.evaluation import AdapterEvaluator
-    from weightgen.finetune import FinetuneConfig, finetune
+    from weightgen.chunks.evaluate import AdapterEvaluator
+    from weightgen.finetune.job import FinetuneConfig, finetune
 
     concepts, manifest = heldout_concepts(args.zoo)
     concepts = concepts[: args.limit]

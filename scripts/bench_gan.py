@@ -27,7 +27,7 @@ from gan.data import PairedData  # noqa: E402
 from gan.discriminator import Discriminator  # noqa: E402
 from gan.generator import Generator  # noqa: E402
 from gan.lora import add_lora, count_lora_params  # noqa: E402
-from gan.synthetic import write_synthetic_pairs  # noqa: E402
+from weightgen.pairs.synthetic import write_synthetic_pairs  # noqa: E402
 from gan.trainer import Pix2PixTrainer  # noqa: E402
 
 

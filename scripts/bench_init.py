@@ -78,10 +78,10 @@ def report(figures: dict, json_path: Path | None) -> None:
 def build_generator(out: Path, model_size: str, block_size: int):
     import torch
 
-    from weightgen.diffusion import DiffusionConfig, WeightDiffusion
-    from weightgen.init import WeightGenPipeline
-    from weightgen.models import MODEL_SIZES
-    from weightgen.models.unet1d import WeightUNet1D
+    from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+    from weightgen.generator.pipeline import WeightGenPipeline
+    from weightgen.generator.sizes import MODEL_SIZES
+    from weightgen.generator.network import WeightUNet1D
     from weightgen.text_encoders import load_text_encoder
 
     layout = real_lora_layout(block_size)
@@ -165,9 +165,9 @@ def quality(args) -> dict:
     import torch
 
     from weightgen.chunks import ChunkData, memorization_distances
-    from weightgen.models import MODEL_SIZES
+    from weightgen.generator.sizes import MODEL_SIZES
     from weightgen.text_encoders import load_text_encoder
-    from weightgen.training import GeneratorTrainer, TrainConfig
+    from weightgen.generator.training import GeneratorTrainer, TrainConfig
 
     seeds = json.loads((ROOT / "prompts" / "data" / "seeds.json").read_text())
     texts = [t for cat in seeds["categories"].values() for t in cat["seeds"]]

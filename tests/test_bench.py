@@ -136,7 +136,7 @@ def test_full_bench_has_every_method_row_and_the_plots(full_bench, tiny_world):
 def test_bench_measures_what_it_claims(full_bench, tiny_world):
     """Step-0 quality is the init's own, the target is the oracle's re-measured quality, scratch trains all of G."""
     from weightgen.chunks import read_adapter
-    from weightgen.evaluation import AdapterEvaluator
+    from weightgen.chunks.evaluate import AdapterEvaluator
 
     out, _ = full_bench
     ev = AdapterEvaluator.from_zoo(tiny_world.zoo)

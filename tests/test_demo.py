@@ -3,7 +3,7 @@ import json
 import pytest
 
 from weightgen.cli import main
-from weightgen.demo import DemoConfig, run_demo
+from weightgen.zoo.demo import DemoConfig, run_demo
 from weightgen.errors import WeightgenError
 
 

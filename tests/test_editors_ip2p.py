@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from weightgen.errors import WeightgenError
-from weightgen.io import load_tensors, read_json
+from gan.io import load_tensors, read_json
 from weightgen.pairs import concept_id
 from weightgen.pairs.build import PairsConfig, build_pairs
 from weightgen.pairs.editors.instruct_pix2pix import (

@@ -8,9 +8,9 @@ from PIL import Image
 from tiny_world import HELDOUT, TRAIN
 
 from weightgen.errors import WeightgenError
-from weightgen.finetune import FinetuneConfig, finetune, lora_state
-from weightgen.inits import INIT_KINDS
-from weightgen.io import read_json, write_json
+from weightgen.finetune.job import FinetuneConfig, finetune, lora_state
+from weightgen.finetune.starts import INIT_KINDS
+from gan.io import read_json, write_json
 
 CONCEPT = HELDOUT[0]
 
@@ -98,7 +98,7 @@ def test_best_adapter_keeps_the_lowest_l1_not_the_last(tiny_world, tmp_path):
     from gan.base import load_base
     from gan.lora import lora_from_state_dict
     from weightgen.chunks import read_adapter
-    from weightgen.finetune import BestAdapter
+    from weightgen.finetune.job import BestAdapter
 
     _, adapter_config = read_adapter(_zoo_adapter(tiny_world))
     generator, _ = load_base(tiny_world.base)
@@ -225,7 +225,7 @@ def test_cli_builds_pairs_refuses_a_finished_out_and_overwrites(tiny_world, tmp_
 
 
 def test_pairs_at_another_image_size_are_refused(tiny_world, tmp_path):
-    from gan.synthetic import write_synthetic_pairs
+    from weightgen.pairs.synthetic import write_synthetic_pairs
 
     small = write_synthetic_pairs(tmp_path / "pairs16", [CONCEPT], n_train=2, n_test=1, image_size=16)
     with pytest.raises(WeightgenError, match="are 16x16, the base GAN works at 32x32"):

@@ -5,10 +5,10 @@ import torch
 
 from gan.data import PairedData, load_concept, read_manifest, to_float, to_uint8
 from gan.metrics import PairedMetrics, fid_kid
-from gan.synthetic import write_synthetic_pairs
+from weightgen.pairs.synthetic import write_synthetic_pairs
 from gan.viz import write_grid
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json, write_json
+from gan.io import read_json, write_json
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_corrupt_or_wrong_pairs_file(pairs, tmp_path):
     (root / cid / "pairs.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(WeightgenError, match="corrupt weights file .*pairs.safetensors"):
         load_concept(root, cid)
-    from weightgen.io import save_tensors
+    from gan.io import save_tensors
 
     save_tensors(root / cid / "pairs.safetensors", {"train_source": torch.zeros(2, 3, 8, 8)})
     with pytest.raises(WeightgenError, match="lacks tensors"):

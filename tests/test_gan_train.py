@@ -9,10 +9,10 @@ from gan.base import load_base, read_base_meta, train_base
 from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
 from gan.data import PairedData, read_manifest
 from gan.discriminator import Discriminator
-from gan.finetune import adapter_checkpoints, train_lora
+from gan.lora_training import adapter_checkpoints, train_lora
 from gan.generator import Generator
 from gan.lora import load_adapter
-from gan.synthetic import write_synthetic_pairs
+from weightgen.pairs.synthetic import write_synthetic_pairs
 from weightgen.cli import main
 from weightgen.errors import WeightgenError
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from weightgen.chunks import build_chunk_dataset, load_chunk_dataset, write_adapter
-from weightgen.diffusion import DiffusionConfig
+from weightgen.generator.diffusion import DiffusionConfig
 from weightgen.errors import WeightgenError
-from weightgen.init import WeightGenPipeline
-from weightgen.training import GeneratorTrainer, TrainConfig, train_generator
+from weightgen.generator.pipeline import WeightGenPipeline
+from weightgen.generator.training import GeneratorTrainer, TrainConfig, train_generator
 
 CONCEPTS = ["van gogh style", "pencil sketch", "watercolor painting", "cyberpunk neon city",
             "old sepia photo", "pixel art", "oil painting of a cat", "winter snow scene"]

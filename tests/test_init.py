@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from weightgen.chunks import ChunkLayout, read_adapter
-from weightgen.diffusion import DiffusionConfig, WeightDiffusion
+from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
 from weightgen.errors import WeightgenError
-from weightgen.init import WeightGenPipeline, concept_seed, write_adapters
-from weightgen.models import MODEL_SIZES
-from weightgen.models.unet1d import WeightUNet1D
+from weightgen.generator.pipeline import WeightGenPipeline, concept_seed, write_adapters
+from weightgen.generator.sizes import MODEL_SIZES
+from weightgen.generator.network import WeightUNet1D
 
 BLOCK = 64
 A, B, C = "van gogh style", "pencil sketch", "a   cyberpunk city at night"
@@ -173,7 +173,7 @@ def test_cli_refuses_empty_or_missing_concepts(generator_dir, tmp_path, capsys):
 def test_cli_refuses_missing_generators(tmp_path, monkeypatch, capsys):
     assert run_cli(["init", "--generator", tmp_path / "nope", "--concept", A, "--out", tmp_path / "o"]) == 1
     assert "generator folder not found" in capsys.readouterr().err
-    monkeypatch.setattr("weightgen.init.DEFAULT_GENERATOR_DIR", tmp_path / "assets" / "generator")
+    monkeypatch.setattr("weightgen.generator.pipeline.DEFAULT_GENERATOR_DIR", tmp_path / "assets" / "generator")
     assert run_cli(["init", "--concept", A, "--out", tmp_path / "o"]) == 1
     assert "default generator is not installed" in capsys.readouterr().err
 

@@ -5,9 +5,9 @@ import torch
 
 from tiny_world import HELDOUT, TRAIN
 from weightgen.errors import WeightgenError
-from weightgen.evaluation import AdapterEvaluator, validation_fn
-from weightgen.init import WeightGenPipeline
-from weightgen.inits import INIT_KINDS, InitSources, ZooReference, describe_nearest, init_weights
+from weightgen.chunks.evaluate import AdapterEvaluator, validation_fn
+from weightgen.generator.pipeline import WeightGenPipeline
+from weightgen.finetune.starts import INIT_KINDS, InitSources, ZooReference, describe_nearest, init_weights
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_text_dropout_validation_split_and_guidance_sweep(tiny_world, tmp_path, 
     import json
 
     from weightgen.cli import main
-    from weightgen.training import validation_concepts
+    from weightgen.generator.training import validation_concepts
 
     with pytest.raises(SystemExit) as e:
         main(["train", "--chunks", str(tiny_world.chunks), "--out", str(tmp_path / "run"), "--steps", "6",

@@ -9,7 +9,7 @@ from PIL import Image
 
 from weightgen.cli import main as cli_main
 from weightgen.errors import WeightgenError
-from weightgen.io import load_tensors, read_json
+from gan.io import load_tensors, read_json
 from weightgen.pairs import concept_id
 from weightgen.pairs.build import PairsConfig, build_pairs, read_concepts_file
 from weightgen.pairs.sources import BUNDLED_PHOTOS, SourceConfig, build_sources, load_photos

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from weightgen.errors import WeightgenError
-from weightgen.pipeline import STAGES, Pipeline, PipelineConfig, config_from_dict, load_config, to_toml
+from weightgen.pipeline.runner import STAGES, Pipeline, PipelineConfig, config_from_dict, load_config, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODERS: dict = {}  # one MiniLM for every pipeline in this module
@@ -65,8 +65,8 @@ def test_tiny_config_end_to_end(tiny_run):
     log = [json.loads(line) for line in (work / "generator-run" / "training" / "log.jsonl").read_text().splitlines()]
     assert any("validation" in r and "val_l1" in r["validation"] for r in log)
     # the shipped folder loads: generator (with the base it names) and the zoo reference
-    from weightgen.init import WeightGenPipeline
-    from weightgen.inits import ZooReference
+    from weightgen.generator.pipeline import WeightGenPipeline
+    from weightgen.finetune.starts import ZooReference
 
     target = path.parent / "assets"
     gen = WeightGenPipeline.from_pretrained(target / "generator", text_encoder=ENCODERS[("minilm", None)])

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from weightgen.diffusion import PREDICTION_TYPES, DiffusionConfig, WeightDiffusion
-from weightgen.models import MODEL_SIZES
-from weightgen.models.unet1d import WeightUNet1D
+from weightgen.generator.diffusion import PREDICTION_TYPES, DiffusionConfig, WeightDiffusion
+from weightgen.generator.sizes import MODEL_SIZES
+from weightgen.generator.network import WeightUNet1D
 
 B, BLOCK, TEXT_DIM = 6, 64, 24
 

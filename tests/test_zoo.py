@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
-from gan.synthetic import write_synthetic_pairs
+from weightgen.pairs.synthetic import write_synthetic_pairs
 from weightgen.cli import main
 from weightgen.errors import WeightgenError
 from weightgen.pairs import concept_id

@@ -18,7 +18,7 @@ from gan.config import (
     TrainConfig,
     default_rank_pattern,
 )
-from gan.synthetic import write_synthetic_pairs
+from weightgen.pairs.synthetic import write_synthetic_pairs
 from weightgen.zoo import BaseConfig, ZooConcept, ZooConfig, build_base, build_zoo, read_manifest
 from weightgen.zoo.ranks import Ranks
 

@@ -33,10 +33,10 @@ class TinyWorld:
 
 def build_tiny_world(root: Path, generator_steps: int = 40) -> TinyWorld:
     from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
-    from gan.synthetic import write_synthetic_pairs
+    from weightgen.pairs.synthetic import write_synthetic_pairs
     from weightgen.chunks import build_chunk_dataset
-    from weightgen.training import TrainConfig as GenTrainConfig
-    from weightgen.training import train_generator
+    from weightgen.generator.training import TrainConfig as GenTrainConfig
+    from weightgen.generator.training import train_generator
     from weightgen.zoo import BaseConfig, ZooConcept, ZooConfig, build_base, build_zoo
 
     pairs = write_synthetic_pairs(root / "pairs", TRAIN + HELDOUT, n_train=8, n_test=4, image_size=32)

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json
+from gan.io import read_json
 
 
 @dataclass

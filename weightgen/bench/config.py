@@ -9,12 +9,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from weightgen.errors import WeightgenError
-from weightgen.inits import INIT_KINDS
+from weightgen.finetune.starts import INIT_KINDS
 
 
 @dataclass(frozen=True)
 class Method:
-    """One way to start a concept's fine-tune. `init` is a weightgen.inits kind; None is pix2pix from scratch."""
+    """One way to start a concept's fine-tune. `init` is a weightgen.finetune.starts kind; None is pix2pix from scratch."""
 
     description: str
     init: str | None

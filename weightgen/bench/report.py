@@ -26,7 +26,7 @@ from weightgen.bench.stats import (
     ratio_interval,
 )
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_path, read_json, write_bytes, write_json
+from gan.io import atomic_path, read_json, write_bytes, write_json
 
 REPORT_FORMAT = "weightgen-bench"
 PRODUCT = "generated"

@@ -23,7 +23,7 @@ from weightgen import __version__
 from weightgen.bench.config import METHODS, BenchConfig
 from weightgen.bench.stats import first_hit
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json, write_json
+from gan.io import read_json, write_json
 
 if TYPE_CHECKING:
     from gan.data import PairedData
@@ -86,7 +86,7 @@ def zoo_identity(manifest: dict) -> dict:
 
 
 def generator_identity(generator_dir: Path) -> dict:
-    from weightgen.init import GENERATOR_FILE
+    from weightgen.generator.pipeline import GENERATOR_FILE
     from weightgen.zoo.store import sha256_file
 
     info = read_json(generator_dir / GENERATOR_FILE)
@@ -138,7 +138,7 @@ class _Bench:
         from gan.base import read_base_meta
         from gan.config import LoraSettings
         from weightgen.chunks import read_adapter
-        from weightgen.evaluation import AdapterEvaluator
+        from weightgen.chunks.evaluate import AdapterEvaluator
 
         self.config, self.zoo = config, Path(config.zoo)
         self.base_dir, self.pairs_dir = Path(manifest["base"]), Path(manifest["pairs"])
@@ -149,8 +149,8 @@ class _Bench:
         self.evaluator = AdapterEvaluator(self.base_dir, self.pairs_dir, self.adapter_config)
         self.sources = None
         if generator_dir is not None:
-            from weightgen.init import WeightGenPipeline
-            from weightgen.inits import InitSources, ZooReference
+            from weightgen.generator.pipeline import WeightGenPipeline
+            from weightgen.finetune.starts import InitSources, ZooReference
 
             pipe = WeightGenPipeline.from_pretrained(generator_dir)
             pipe.check_compatible(base=self.base_meta)
@@ -185,7 +185,7 @@ class _Bench:
         """Fine-tune one concept from one method's start; returns the result record."""
         from gan.base import build_models, load_base
         from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig
-        from gan.finetune import train_lora
+        from gan.lora_training import train_lora
         from gan.lora import count_lora_params
         from gan.trainer import Pix2PixTrainer
 
@@ -202,7 +202,7 @@ class _Bench:
             history = trainer.run_loop()
             trained = sum(p.numel() for p in generator.parameters() if p.requires_grad)
         else:  # a LoRA on the frozen base, the base's discriminator reloaded fresh for every run
-            from weightgen.inits import describe_nearest, init_weights
+            from weightgen.finetune.starts import describe_nearest, init_weights
 
             generator, discriminator = load_base(self.base_dir)
             t0 = time.perf_counter()
@@ -228,7 +228,7 @@ def run_bench(config: BenchConfig, progress: bool = True, on_result: ResultFn | 
     import torch
 
     from weightgen.bench.report import write_report
-    from weightgen.init import resolve_generator_dir
+    from weightgen.generator.pipeline import resolve_generator_dir
 
     heldout, manifest = heldout_concepts(config.zoo)
     concepts = select_concepts(config, heldout)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
+from gan.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"

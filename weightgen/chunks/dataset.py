@@ -17,7 +17,7 @@ import torch
 from weightgen.chunks.adapters import SIDECAR_FILE, check_adapter_config, read_adapter
 from weightgen.chunks.layout import ChunkLayout
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_dir, load_tensors, read_json, save_tensors
+from gan.io import atomic_dir, load_tensors, read_json, save_tensors
 
 ZOO_FORMAT = "weightgen-zoo"
 CHUNKS_FORMAT = "weightgen-chunks"

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json, write_json
+from gan.io import read_json, write_json
 
 LAYOUT_FORMAT = "weightgen-chunk-layout"
 LAYOUT_VERSION = 1

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from weightgen.defaults import DEFAULT_BASE_DIR
-from weightgen.inits import INIT_KINDS
+from weightgen.shipped import DEFAULT_BASE_DIR
+from weightgen.finetune.starts import INIT_KINDS
 from weightgen.pairs.editors import REGISTRY as EDITORS
 
 _INIT_HELP = ("Where the LoRA starts: " + "; ".join(f"{k}: {v}" for k, v in INIT_KINDS.items())
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
         Load it with PeftModel.from_pretrained(base_generator, OUT/adapter).
         """
-        from weightgen.finetune import FinetuneConfig, finetune
+        from weightgen.finetune.job import FinetuneConfig, finetune
 
         config = FinetuneConfig(
             concept=concept, seconds=seconds, init=init, out=str(out) if out is not None else None, base=str(base),

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed for the pairs, the base and the batch order."),
     ) -> None:
         """Build pairs, train a base GAN on representative concepts, then a LoRA for CONCEPT; report before/after."""
-        from weightgen.demo import DemoConfig, run_demo
+        from weightgen.zoo.demo import DemoConfig, run_demo
 
         s = run_demo(DemoConfig(out=str(out), concept=concept, n_base_concepts=base_concepts,
                                 base_seconds=base_seconds, lora_seconds=lora_seconds, seed=seed))
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         from gan.base import load_base
         from gan.config import LoraSettings, TrainConfig, default_rank_pattern
         from gan.data import PairedData
-        from gan.finetune import train_lora
+        from gan.lora_training import train_lora
         from gan.lora import count_lora_params, save_adapter
         from gan.metrics import evaluate_pairs, generate
         from gan.viz import write_grid

@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-from weightgen.diffusion import PREDICTION_TYPES
+from weightgen.generator.diffusion import PREDICTION_TYPES
 from weightgen.errors import WeightgenError
-from weightgen.models import MODEL_SIZES
-from weightgen.training import MIXED_PRECISION
+from weightgen.generator.sizes import MODEL_SIZES
+from weightgen.generator.training import MIXED_PRECISION
 
 
 def _choice(value: str, choices, flag: str) -> str:
@@ -102,8 +102,8 @@ def register(app: typer.Typer) -> None:
         _choice(model_size, MODEL_SIZES, "--model-size")
         _choice(prediction_type, PREDICTION_TYPES, "--prediction-type")
         _choice(mixed_precision, MIXED_PRECISION, "--mixed-precision")
-        from weightgen.diffusion import DiffusionConfig
-        from weightgen.training import TrainConfig, train_generator
+        from weightgen.generator.diffusion import DiffusionConfig
+        from weightgen.generator.training import TrainConfig, train_generator
 
         config = TrainConfig(
             steps=steps, batch_size=batch_size, lr=lr, model_size=model_size, text_encoder=text_encoder,
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         scales = _parse_scales(guidance_sweep) if guidance_sweep else []
         if scales and (text_dropout <= 0 or val_concepts < 1):
             raise WeightgenError("--guidance-sweep needs --text-dropout > 0 (an unconditional model) and --val-concepts >= 1")
-        from weightgen.evaluation import chunks_validation
+        from weightgen.chunks.evaluate import chunks_validation
 
         t0 = time.perf_counter()
         validate_fn = None
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
             print(f"generator written to {generator_dir} ({time.perf_counter() - t0:.1f} s)")
             if scales:
                 from weightgen.chunks import read_chunks_metadata
-                from weightgen.evaluation import pick_guidance
+                from weightgen.chunks.evaluate import pick_guidance
 
                 pick_guidance(generator_dir, zoo or read_chunks_metadata(chunks)["zoo"], scales)
 
@@ -167,8 +167,8 @@ def register(app: typer.Typer) -> None:
         if out.exists() and not overwrite:
             raise WeightgenError(f"output folder already exists: {out} (pass --overwrite to replace it)")
         from weightgen.chunks import ChunkLayout
-        from weightgen.init import WeightGenPipeline, write_adapters
-        from weightgen.io import read_json
+        from weightgen.generator.pipeline import WeightGenPipeline, write_adapters
+        from gan.io import read_json
 
         pipe = WeightGenPipeline.from_pretrained(generator, text_encoder_path=text_encoder_path, device=device)
         pipe.check_compatible(

@@ -1,4 +1,4 @@
-"""CLI verb `weightgen pipeline CONFIG`: every stage from prompts to the trained generator (weightgen.pipeline)."""
+"""CLI verb `weightgen pipeline CONFIG`: every stage from prompts to the trained generator (weightgen.pipeline.runner)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         The shipped defaults are rebuilt with `weightgen pipeline configs/default.toml`.
         """  # noqa: E501 (one line per paragraph: the help renderer keeps line breaks)
         from weightgen.errors import WeightgenError
-        from weightgen.pipeline import Pipeline, PipelineConfig, format_plan, to_toml
+        from weightgen.pipeline.runner import Pipeline, PipelineConfig, format_plan, to_toml
 
         if print_config:
             print(to_toml(PipelineConfig()), end="")

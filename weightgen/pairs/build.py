@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json, save_tensors, write_json
+from gan.io import read_json, save_tensors, write_json
 from weightgen.pairs import concept_id, normalize_concept
 
 FORMAT = "weightgen-pairs"

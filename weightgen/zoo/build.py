@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_dir, write_json
+from gan.io import atomic_dir, write_json
 from weightgen.zoo.config import ZooConfig
 from weightgen.zoo.inputs import BaseModels, ensure_pairs, pairs_settings_of
 from weightgen.zoo.plan import ZooConcept, check_plan
@@ -159,7 +159,7 @@ def _prepare(config: ZooConfig, concepts: Concepts, base: BaseModels, report: Zo
 
 def _check_settings(zoo: Path, settings: dict, overwrite: bool, log: Callable[[str], None]) -> None:
     """Refuse to mix adapters of two recipes or bases in one zoo; --overwrite removes the old concepts."""
-    from weightgen.io import read_json
+    from gan.io import read_json
     from weightgen.zoo.store import PLAN
 
     if not (zoo / PLAN).exists():
@@ -198,7 +198,7 @@ def _write_manifest(config: ZooConfig, base: BaseModels, plan: Sequence[ZooConce
 def train_concept(concept: ZooConcept, base: BaseModels, config: ZooConfig, callback=None, rank: int = 0) -> dict:
     """Train one concept's LoRA and write <zoo>/<id>/ (K adapters + entry.json) atomically; returns the entry."""
     from gan.data import PairedData
-    from gan.finetune import adapter_checkpoints, train_lora
+    from gan.lora_training import adapter_checkpoints, train_lora
     from gan.lora import count_lora_params
 
     zoo = Path(config.out)

@@ -6,7 +6,7 @@
     <zoo>/manifest.json              {"format": "weightgen-zoo", ...}: rebuilt from the entries (main process)
 
 Crash safety comes from one rule: a concept folder is assembled in a temporary sibling, its
-entry.json is written last, and the folder is renamed into place (weightgen.io.atomic_dir). So a
+entry.json is written last, and the folder is renamed into place (gan.io.atomic_dir). So a
 concept folder either is complete or does not exist, whatever kills the run (kill -9, a full
 disk); stale temporaries are removed on resume. Only the main process writes plan.json and
 manifest.json, and it derives the manifest from the entries, so no two processes ever write one
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json, write_json
+from gan.io import read_json, write_json
 from weightgen.zoo.plan import ZooConcept
 
 ZOO_FORMAT = "weightgen-zoo"

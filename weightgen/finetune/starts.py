@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from weightgen.defaults import DEFAULT_REFERENCE_DIR
+from weightgen.shipped import DEFAULT_REFERENCE_DIR
 from weightgen.errors import WeightgenError
-from weightgen.io import atomic_dir, load_tensors, save_tensors
+from gan.io import atomic_dir, load_tensors, save_tensors
 
 if TYPE_CHECKING:
     import torch
 
     from weightgen.chunks import ChunkLayout, ZooBlocks
-    from weightgen.init import WeightGenPipeline
+    from weightgen.generator.pipeline import WeightGenPipeline
     from weightgen.text_encoders import TextEncoder
 
 REFERENCE_FILE = "reference.safetensors"
@@ -193,7 +193,7 @@ _BLOCKS: dict[str, Callable[[str, InitSources], "torch.Tensor | None"]] = {
 
 def init_weights(kind: str, concept: str, sources: InitSources) -> dict[str, torch.Tensor] | None:
     """The LoRA state dict `kind` starts `concept` from (None for zero: peft's fresh init)."""
-    from weightgen.init import normalize_concept_text
+    from weightgen.generator.pipeline import normalize_concept_text
 
     if kind not in _BLOCKS:
         raise WeightgenError(f"unknown init {kind!r}; choose one of {', '.join(INIT_KINDS)} or an adapter folder")

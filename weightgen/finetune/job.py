@@ -2,7 +2,7 @@
 
 The flow: the concept's pairs (built with the editor into <out>/pairs, resumable, or taken from an
 existing pairs folder) -> the frozen base GAN -> the LoRA's starting weights (an init kind of
-weightgen.inits, `generated` by default, or an adapter folder) -> the cGAN + L1 fine-tune within a
+weightgen.finetune.starts, `generated` by default, or an adapter folder) -> the cGAN + L1 fine-tune within a
 wall-clock budget. The best adapter so far (lowest test L1) is always on disk, so Ctrl-C or a kill
 leaves something usable.
 
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from weightgen import __version__
-from weightgen.defaults import DEFAULT_BASE_DIR
+from weightgen.shipped import DEFAULT_BASE_DIR
 from weightgen.errors import WeightgenError
-from weightgen.inits import INIT_KINDS
-from weightgen.io import read_json, write_json
+from weightgen.finetune.starts import INIT_KINDS
+from gan.io import read_json, write_json
 from weightgen.pairs import concept_id, normalize_concept
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class FinetuneConfig:
 
     concept: str  # the new concept, e.g. "van gogh style"
     seconds: float = 60.0  # training budget in seconds (evaluation excluded): the product's promise
-    init: str = "generated"  # a weightgen.inits.INIT_KINDS key, or a peft adapter folder to continue from
+    init: str = "generated"  # a weightgen.finetune.starts.INIT_KINDS key, or a peft adapter folder to continue from
     out: str | None = None  # working folder; None = runs/finetune/<concept_id>
     base: str = str(DEFAULT_BASE_DIR)  # base GAN folder (gan.base layout) the LoRA sits on
     generator: str | None = None  # weight generator folder for the generated kinds; None = the shipped one
@@ -142,7 +142,7 @@ class InitPlan:
 def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
     """The generator's chunk layout (layout.json only, no network), or None when no generator is found."""
     from weightgen.chunks import ChunkLayout
-    from weightgen.init import resolve_generator_dir
+    from weightgen.generator.pipeline import resolve_generator_dir
 
     try:
         return ChunkLayout.load(resolve_generator_dir(config.generator))
@@ -151,7 +151,7 @@ def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
 
 
 def _load_reference(config: FinetuneConfig, base_meta: dict):
-    from weightgen.inits import ZooReference
+    from weightgen.finetune.starts import ZooReference
 
     if config.zoo is not None:
         ref = ZooReference.from_zoo(config.zoo, layout=_generator_layout(config))
@@ -190,7 +190,7 @@ def _zero_adapter_config(config: FinetuneConfig, base_meta: dict) -> tuple[dict,
 def resolve_init(config: FinetuneConfig, base_generator, base_meta: dict) -> InitPlan:
     """Load only what the init needs (generator for generated*, reference for mean / nearest*) and compute it."""
     from gan.lora import check_adapter_dir
-    from weightgen.inits import InitSources, describe_nearest, init_weights
+    from weightgen.finetune.starts import InitSources, describe_nearest, init_weights
 
     kind = config.init_kind
     if kind == ADAPTER_INIT:
@@ -203,7 +203,7 @@ def resolve_init(config: FinetuneConfig, base_generator, base_meta: dict) -> Ini
     t0 = time.perf_counter()
     sources = InitSources(seed=config.seed, ddim_steps=config.ddim_steps, noise_scale=config.noise_scale)
     if kind in GENERATED_KINDS:
-        from weightgen.init import WeightGenPipeline
+        from weightgen.generator.pipeline import WeightGenPipeline
 
         sources.pipeline = WeightGenPipeline.from_pretrained(config.generator)
         sources.pipeline.check_compatible(base=base_meta)
@@ -281,7 +281,7 @@ def write_curve(path: Path, history: list[dict], concept: str, init: str) -> Pat
         Figure,  # no pyplot: no global figure state, Agg canvas
     )
 
-    from weightgen.io import atomic_path
+    from gan.io import atomic_path
 
     seconds = np.array([r["seconds"] for r in history], dtype=float)
     steps = np.array([r["step"] for r in history], dtype=float)
@@ -411,7 +411,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
     from gan.base import load_base
     from gan.config import LoraSettings, TrainConfig
     from gan.data import PairedData
-    from gan.finetune import train_lora
+    from gan.lora_training import train_lora
     from gan.lora import adapter_sidecar, count_lora_params
 
     console = Console(highlight=False, quiet=not progress)

@@ -28,15 +28,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from weightgen.diffusion import DiffusionConfig
+from weightgen.generator.diffusion import DiffusionConfig
 from weightgen.errors import WeightgenError
-from weightgen.io import load_tensors, read_json, save_tensors, write_json
+from gan.io import load_tensors, read_json, save_tensors, write_json
 
 if TYPE_CHECKING:  # torch is imported where used, so the CLI reads the choices below cheaply
     import torch
 
     from weightgen.chunks import ChunkData
-    from weightgen.init import WeightGenPipeline
+    from weightgen.generator.pipeline import WeightGenPipeline
     from weightgen.text_encoders import TextEncoder
 
 MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
@@ -63,7 +63,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     ema_decay: float = 0.999  # the saved generator uses these averaged weights
     mixed_precision: str = "no"  # one of MIXED_PRECISION; bf16/fp16 autocast where the device has it
-    model_size: str = "small"  # key of weightgen.models.MODEL_SIZES
+    model_size: str = "small"  # key of weightgen.generator.sizes.MODEL_SIZES
     text_encoder: str = "minilm"  # key of weightgen.text_encoders.TEXT_ENCODERS
     text_encoder_path: str | None = None  # local weights for encoders that need them
     checkpoint_every: int = 1000  # steps between checkpoints (and generator folder refreshes)
@@ -77,7 +77,7 @@ class TrainConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:
-        from weightgen.models import MODEL_SIZES
+        from weightgen.generator.sizes import MODEL_SIZES
 
         if isinstance(self.diffusion, dict):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
@@ -224,9 +224,9 @@ class GeneratorTrainer:
         import torch
         from accelerate import Accelerator
 
-        from weightgen.diffusion import WeightDiffusion
-        from weightgen.models import MODEL_SIZES
-        from weightgen.models.unet1d import WeightUNet1D
+        from weightgen.generator.diffusion import WeightDiffusion
+        from weightgen.generator.sizes import MODEL_SIZES
+        from weightgen.generator.network import WeightUNet1D
         from weightgen.text_encoders import load_text_encoder
 
         if len(data) == 0:
@@ -359,7 +359,7 @@ class GeneratorTrainer:
 
     def pipeline(self) -> WeightGenPipeline:
         """A generation pipeline on a copy of the network carrying the EMA weights."""
-        from weightgen.init import WeightGenPipeline
+        from weightgen.generator.pipeline import WeightGenPipeline
 
         model = copy.deepcopy(self.unwrapped).eval()
         self.ema.copy_to(model)
@@ -386,7 +386,7 @@ class GeneratorTrainer:
 
     def save_checkpoint(self) -> None:
         """Write ckpt-<step>, then state.json pointing at it (the commit point), then the generator folder."""
-        from weightgen.io import atomic_dir
+        from gan.io import atomic_dir
 
         if self.acc.is_main_process:
             name = f"ckpt-{self.step:07d}"

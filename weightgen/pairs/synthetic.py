@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from weightgen.io import save_tensors, write_json
+from gan.io import save_tensors, write_json
 
 
 def _concept_id(text: str) -> str:

@@ -20,16 +20,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from weightgen.defaults import DEFAULT_GENERATOR_DIR
+from weightgen.shipped import DEFAULT_GENERATOR_DIR
 from weightgen.errors import WeightgenError
-from weightgen.io import read_json, write_json
+from gan.io import read_json, write_json
 
 if TYPE_CHECKING:  # torch is imported where used: the CLI reads DEFAULT_GENERATOR_DIR cheaply
     import torch
 
     from weightgen.chunks import ChunkLayout
-    from weightgen.diffusion import WeightDiffusion
-    from weightgen.models.unet1d import WeightUNet1D
+    from weightgen.generator.diffusion import WeightDiffusion
+    from weightgen.generator.network import WeightUNet1D
     from weightgen.text_encoders import TextEncoder
 
 GENERATOR_FORMAT = "weightgen-generator"
@@ -116,8 +116,8 @@ class WeightGenPipeline:
     ) -> WeightGenPipeline:
         """Load a generator folder; refuses a layout, base or text encoder other than it was trained with."""
         from weightgen.chunks import ChunkLayout
-        from weightgen.diffusion import DiffusionConfig, WeightDiffusion
-        from weightgen.models.unet1d import WeightUNet1D
+        from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+        from weightgen.generator.network import WeightUNet1D
         from weightgen.text_encoders import load_text_encoder_from_fingerprint
 
         path = resolve_generator_dir(path)
@@ -162,7 +162,7 @@ class WeightGenPipeline:
     def save_pretrained(self, path: str | Path, extra_info: dict | None = None, overwrite: bool = True) -> Path:
         """Write the generator folder atomically (weights, layout.json, generator.json)."""
         from weightgen import __version__
-        from weightgen.io import atomic_dir
+        from gan.io import atomic_dir
 
         info = {
             "format": GENERATOR_FORMAT,
@@ -223,7 +223,7 @@ class WeightGenPipeline:
 
         if scale == 1.0:
             return self.model
-        from weightgen.training import pad_tokens
+        from weightgen.generator.training import pad_tokens
 
         if self._null is None:  # the empty prompt's features, encoded once per pipeline
             self._null = self.text_encoder.encode_null()
@@ -354,7 +354,7 @@ def write_adapters(
     before anything is written, and the folder appears atomically.
     """
     from weightgen.chunks import write_adapter
-    from weightgen.io import atomic_dir
+    from gan.io import atomic_dir
     from weightgen.pairs import concept_id
 
     texts = [normalize_concept_text(c) for c in concepts]

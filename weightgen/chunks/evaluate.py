@@ -103,7 +103,7 @@ def chunks_validation(chunks_dir: str | Path, zoo: str | Path | None = None, n_c
 
     The diffusion loss says little about the GAN a generated LoRA makes, so training reports the
     test-pair L1/PSNR of generated weights, next to the base's, on the training concepts the run
-    keeps out (`val_concepts`, as weightgen.training picks them), or else on the zoo's held-out
+    keeps out (`val_concepts`, as weightgen.generator.training picks them), or else on the zoo's held-out
     concepts (watched, never tuned on). `zoo` defaults to the one the chunks were cut from.
     """
     import json
@@ -111,7 +111,7 @@ def chunks_validation(chunks_dir: str | Path, zoo: str | Path | None = None, n_c
     from accelerate import PartialState
 
     from weightgen.chunks import read_chunks_metadata, zoo_checkpoints
-    from weightgen.training import validation_concepts
+    from weightgen.generator.training import validation_concepts
 
     if n_concepts < 1:
         raise WeightgenError(f"validation needs at least 1 concept, got {n_concepts}")
@@ -137,8 +137,8 @@ def pick_guidance(generator_dir: str | Path, zoo: str | Path, scales: list[float
     """
     import statistics
 
-    from weightgen.init import GENERATOR_FILE, WeightGenPipeline
-    from weightgen.io import read_json, write_json
+    from weightgen.generator.pipeline import GENERATOR_FILE, WeightGenPipeline
+    from gan.io import read_json, write_json
 
     generator_dir = Path(generator_dir)
     pipe = WeightGenPipeline.from_pretrained(generator_dir)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from weightgen.errors import WeightgenError
-from weightgen.io import write_json
+from gan.io import write_json
 
 
 @dataclass
@@ -47,7 +47,7 @@ def run_demo(config: DemoConfig) -> dict:
     from gan.base import load_base, train_base
     from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
     from gan.data import PairedData
-    from gan.finetune import train_lora
+    from gan.lora_training import train_lora
     from gan.lora import count_lora_params, save_adapter
     from gan.metrics import evaluate_pairs, generate
     from gan.viz import write_grid

@@ -9,7 +9,7 @@ Stages, in order; each is a call into that stage's own API (nothing is reimpleme
   base       E2GAN's base GAN on k-means representative training concepts (weightgen.zoo.build_base)
   zoo        one LoRA per concept, K late checkpoints each (weightgen.zoo.build_zoo)
   chunks     the zoo's train split cut into equal blocks (weightgen.chunks.build_chunk_dataset)
-  generator  the weight generator (weightgen.training.train_generator, always resumed)
+  generator  the weight generator (weightgen.generator.training.train_generator, always resumed)
   ship       base + generator + zoo reference copied into [ship] target (off while target is "")
 The pairs are not a stage of their own: the base and zoo stages build exactly the concepts they
 need into work/pairs (weightgen.pairs.build_pairs, resumable), sharing one loaded text encoder.
@@ -59,7 +59,7 @@ from gan.config import TrainConfig as GanTrainConfig
 from prompts.build import BuildConfig
 from prompts.llm import LLMOptions
 from weightgen.errors import WeightgenError
-from weightgen.training import RESUMABLE_CHANGES, TrainConfig
+from weightgen.generator.training import RESUMABLE_CHANGES, TrainConfig
 from weightgen.zoo.config import BaseConfig, ZooConfig, default_base_train, default_zoo_train
 
 STAGES = ("prompts", "base", "zoo", "chunks", "generator", "ship")
@@ -197,7 +197,7 @@ class ChunksStage:
 
 @dataclass
 class GeneratorStage(TrainConfig):
-    """The weight generator: weightgen.training.TrainConfig's fields, plus the GAN validation to watch."""
+    """The weight generator: weightgen.generator.training.TrainConfig's fields, plus the GAN validation to watch."""
 
     steps: int = 3000
     lr: float = 1e-3
@@ -219,7 +219,7 @@ class GeneratorStage(TrainConfig):
                 or self.validate_concepts < 0:
             raise WeightgenError(f"`validate_concepts` should be an integer >= 0, got {self.validate_concepts!r}")
 
-    def train_config(self) -> TrainConfig:  # the fields of weightgen.training.TrainConfig only
+    def train_config(self) -> TrainConfig:  # the fields of weightgen.generator.training.TrainConfig only
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
 
@@ -276,8 +276,8 @@ SECTION_HELP = {
     "zoo.lora": "gan.config.LoraSettings, shared by every concept (one aligned weight space).",
     "zoo.train": "gan.config.TrainConfig: the per-concept LoRA recipe (max_steps = LoRA steps).",
     "chunks": "The chunk dataset the generator trains on.",
-    "generator": "The weight generator (weightgen.training.TrainConfig) and its GAN validation.",
-    "generator.diffusion": "weightgen.diffusion.DiffusionConfig.",
+    "generator": "The weight generator (weightgen.generator.training.TrainConfig) and its GAN validation.",
+    "generator.diffusion": "weightgen.generator.diffusion.DiffusionConfig.",
     "ship": "Copy base, generator and zoo reference into target (weightgen/assets for the shipped defaults).",
 }
 
@@ -539,7 +539,7 @@ class Pipeline:
     # -- status ------------------------------------------------------------------------------------------------
 
     def _read_state(self) -> dict:
-        from weightgen.io import read_json
+        from gan.io import read_json
 
         path = self.work / STATE_FILE
         if not path.is_file():
@@ -551,7 +551,7 @@ class Pipeline:
 
     def stamp(self, stage: str) -> str | None:
         """The identity of a stage's output, recorded by the stages reading it."""
-        from weightgen.io import read_json
+        from gan.io import read_json
 
         out = self.output(stage)
         if stage == "prompts":
@@ -581,7 +581,7 @@ class Pipeline:
 
     def _output_state(self, stage: str) -> tuple[str, str]:
         """(done | partial | todo, detail) from the stage's own output alone."""
-        from weightgen.io import read_json
+        from gan.io import read_json
 
         out = self.output(stage)
         if stage == "prompts":
@@ -750,14 +750,14 @@ class Pipeline:
             path.unlink()
 
     def _write_record(self, stage: str) -> None:
-        from weightgen.io import write_json
+        from gan.io import write_json
 
         state = self._read_state()
         state["stages"][stage] = {"config": self.record(stage), "started": _now(), "finished": None, "seconds": None}
         write_json(self.work / STATE_FILE, state)
 
     def _finish_record(self, stage: str, seconds: float) -> None:
-        from weightgen.io import write_json
+        from gan.io import write_json
 
         state = self._read_state()
         entry = state["stages"].setdefault(stage, {"config": self.record(stage)})
@@ -876,8 +876,8 @@ class Pipeline:
                             progress=progress)
 
     def validation(self) -> Callable | None:
-        """The generator's GAN validation (weightgen.evaluation.chunks_validation), or None with a line why."""
-        from weightgen.evaluation import chunks_validation
+        """The generator's GAN validation (weightgen.chunks.evaluate.chunks_validation), or None with a line why."""
+        from weightgen.chunks.evaluate import chunks_validation
 
         cfg = self.config.generator
         if not cfg.validate_concepts:
@@ -890,23 +890,23 @@ class Pipeline:
             return None
 
     def _run_generator(self, progress: bool, overwrite: bool) -> None:
-        from weightgen.training import train_generator
+        from weightgen.generator.training import train_generator
 
         cfg = self.config.generator
         generator_dir = train_generator(self.output("chunks"), self.output("generator"), cfg.train_config(),
                                         resume=True, validate=self.validation(), progress=progress,
                                         text_encoder=self.encoder(cfg.text_encoder, cfg.text_encoder_path))
         if cfg.guidance_sweep:
-            from weightgen.evaluation import pick_guidance
+            from weightgen.chunks.evaluate import pick_guidance
 
             pick_guidance(generator_dir, self.output("zoo"), cfg.guidance_sweep, log=self.console.print)
 
     def _run_ship(self, progress: bool, overwrite: bool) -> None:
         import tempfile
 
-        from weightgen.init import WeightGenPipeline
-        from weightgen.inits import ZooReference
-        from weightgen.io import atomic_dir, read_json
+        from weightgen.generator.pipeline import WeightGenPipeline
+        from weightgen.finetune.starts import ZooReference
+        from gan.io import atomic_dir, read_json
 
         gen, target, base = self.config.generator, self.output("ship"), self.output("base")
         pipe = WeightGenPipeline.from_pretrained(self.generator_dir,
