@@ -15,15 +15,15 @@ from typing import Sequence, TypeVar
 import torch
 from diffusers import ModelMixin
 
+from gan import __version__
 from gan.config import BaseTrainConfig, GeneratorConfig
 from gan.data import PairedData
 from gan.discriminator import Discriminator
+from gan.errors import GanError
 from gan.generator import Generator
+from gan.io import atomic_dir, read_json, write_json
 from gan.lora import fingerprint, weights_hash
 from gan.trainer import EvalCallback, Pix2PixTrainer
-from weightgen import __version__
-from weightgen.errors import WeightgenError
-from gan.io import atomic_dir, read_json, write_json
 
 BASE_FORMAT = "weightgen-gan-base"
 M = TypeVar("M", bound=ModelMixin)
@@ -33,18 +33,18 @@ def load_model(cls: type[M], folder: str | Path) -> M:
     """`cls.from_pretrained(folder)` with one clear line for a missing, incomplete or corrupt folder."""
     folder = Path(folder)
     if not folder.is_dir():  # checked here: diffusers would treat the path as a hub id and try the network
-        raise WeightgenError(f"{cls.__name__} folder not found: {folder}")
+        raise GanError(f"{cls.__name__} folder not found: {folder}")
     try:
         return cls.from_pretrained(str(folder))
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        raise WeightgenError(f"cannot load {cls.__name__} from {folder}: {lines[0]}") from None
+        raise GanError(f"cannot load {cls.__name__} from {folder}: {lines[0]}") from None
 
 
 def load_base(base_dir: str | Path) -> tuple[Generator, Discriminator]:
     base_dir = Path(base_dir)
     if not base_dir.is_dir():
-        raise WeightgenError(f"base folder not found: {base_dir}")
+        raise GanError(f"base folder not found: {base_dir}")
     return load_model(Generator, base_dir / "generator"), load_model(Discriminator, base_dir / "discriminator")
 
 
@@ -57,9 +57,9 @@ def check_data_fits(config: GeneratorConfig, data: PairedData) -> None:
     c, h, w = data.image_shape
     factor = 2**config.n_downsample
     if c != config.in_channels or c != config.out_channels:
-        raise WeightgenError(f"pairs have {c} channels, the generator maps {config.in_channels} -> {config.out_channels}")
+        raise GanError(f"pairs have {c} channels, the generator maps {config.in_channels} -> {config.out_channels}")
     if h % factor or w % factor:
-        raise WeightgenError(f"pair images are {h}x{w}, not divisible by {factor} (2**n_downsample)")
+        raise GanError(f"pair images are {h}x{w}, not divisible by {factor} (2**n_downsample)")
 
 
 def save_base(out_dir: str | Path, generator: Generator, discriminator: Discriminator, meta: dict,
@@ -89,7 +89,7 @@ def train_base(pairs_dir: str | Path, concepts: Sequence[str] | None, config: Ba
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:  # fail now, not after training
-        raise WeightgenError(f"output folder already exists: {out_dir} (pass --overwrite to replace it)")
+        raise GanError(f"output folder already exists: {out_dir} (pass --overwrite to replace it)")
     data = PairedData.load(pairs_dir, concepts)
     check_data_fits(config.generator, data)
     generator, discriminator = build_models(config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -19,7 +19,7 @@ GAN_MODES = ("bce", "lsgan")  # keys of gan.losses.GAN_LOSSES
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise WeightgenError(message)
+        raise GanError(message)
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 from gan.io import load_tensors, read_json
 
 PAIRS_FORMAT = "weightgen-pairs"
@@ -55,15 +55,15 @@ class ConceptPairs:
 def read_manifest(root: str | Path) -> dict:
     root = Path(root)
     if not root.is_dir():
-        raise WeightgenError(f"pairs folder not found: {root}")
+        raise GanError(f"pairs folder not found: {root}")
     manifest = read_json(root / "manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != PAIRS_FORMAT:
-        raise WeightgenError(f"{root / 'manifest.json'} is not a {PAIRS_FORMAT} manifest "
+        raise GanError(f"{root / 'manifest.json'} is not a {PAIRS_FORMAT} manifest "
                              f"(format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
     if manifest.get("version") != 1:
-        raise WeightgenError(f"unsupported pairs manifest version {manifest.get('version')!r} in {root} (expected 1)")
+        raise GanError(f"unsupported pairs manifest version {manifest.get('version')!r} in {root} (expected 1)")
     if not isinstance(manifest.get("concepts"), dict):
-        raise WeightgenError(f"{root / 'manifest.json'} has no 'concepts' table")
+        raise GanError(f"{root / 'manifest.json'} has no 'concepts' table")
     return manifest
 
 
@@ -77,7 +77,7 @@ def resolve_concept(manifest: dict, concept: str, root: str | Path = "") -> str:
         if _normalize_text(str(entry.get("text", ""))) == wanted:
             return cid
     known = ", ".join(sorted(concepts)[:8]) + (" ..." if len(concepts) > 8 else "")
-    raise WeightgenError(f"concept {concept!r} is not in the pairs folder {root} (has {len(concepts)}: {known})")
+    raise GanError(f"concept {concept!r} is not in the pairs folder {root} (has {len(concepts)}: {known})")
 
 
 def load_concept(root: str | Path, concept: str, manifest: dict | None = None) -> ConceptPairs:
@@ -89,18 +89,18 @@ def load_concept(root: str | Path, concept: str, manifest: dict | None = None) -
     tensors = load_tensors(path)
     missing = [k for k in SPLIT_KEYS if k not in tensors]
     if missing:
-        raise WeightgenError(f"pairs file {path} lacks tensors {missing}")
+        raise GanError(f"pairs file {path} lacks tensors {missing}")
     for key in SPLIT_KEYS:
         t = tensors[key]
         if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[1] != 3:
-            raise WeightgenError(f"{path}: {key} should be uint8 (N, 3, H, W), got {t.dtype} {tuple(t.shape)}")
+            raise GanError(f"{path}: {key} should be uint8 (N, 3, H, W), got {t.dtype} {tuple(t.shape)}")
     for split in ("train", "test"):
         s, t = tensors[f"{split}_source"], tensors[f"{split}_target"]
         if s.shape != t.shape or len(s) == 0:
-            raise WeightgenError(f"{path}: {split} source/target shapes differ or are empty: "
+            raise GanError(f"{path}: {split} source/target shapes differ or are empty: "
                                  f"{tuple(s.shape)} vs {tuple(t.shape)}")
     if tensors["train_source"].shape[1:] != tensors["test_source"].shape[1:]:
-        raise WeightgenError(f"{path}: train and test image sizes differ")
+        raise GanError(f"{path}: train and test image sizes differ")
     return ConceptPairs(cid, str(manifest["concepts"][cid].get("text", cid)),
                         *(tensors[k] for k in SPLIT_KEYS))
 
@@ -110,10 +110,10 @@ class PairedData:
 
     def __init__(self, concepts: Sequence[ConceptPairs]):
         if not concepts:
-            raise WeightgenError("no concepts given to train on")
+            raise GanError("no concepts given to train on")
         sizes = {tuple(c.train_source.shape[1:]) for c in concepts}
         if len(sizes) > 1:
-            raise WeightgenError(f"concepts have different image sizes: {sorted(sizes)}")
+            raise GanError(f"concepts have different image sizes: {sorted(sizes)}")
         self.concepts = list(concepts)
         cat = lambda key: torch.cat([getattr(c, key) for c in self.concepts])  # noqa: E731
         self.train_source, self.train_target = cat("train_source"), cat("train_target")
@@ -125,7 +125,7 @@ class PairedData:
         manifest = read_manifest(root)
         names = list(manifest["concepts"]) if concepts is None else list(concepts)
         if not names:
-            raise WeightgenError(f"the pairs folder {root} holds no finished concepts")
+            raise GanError(f"the pairs folder {root} holds no finished concepts")
         return cls([load_concept(root, name, manifest) for name in names])
 
     @property

@@ -12,7 +12,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from gan.config import DiscriminatorConfig
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 
 
 class Discriminator(ModelMixin, ConfigMixin):
@@ -40,10 +40,10 @@ class Discriminator(ModelMixin, ConfigMixin):
     def forward(self, source: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if source.dim() != 4 or image.dim() != 4 or source.shape[0] != image.shape[0] or source.shape[2:] != image.shape[2:]:
-            raise WeightgenError(f"discriminator needs (B, C, H, W) source and image of the same size, "
+            raise GanError(f"discriminator needs (B, C, H, W) source and image of the same size, "
                                  f"got {tuple(source.shape)} and {tuple(image.shape)}")
         if source.shape[1] != cfg.source_channels or image.shape[1] != cfg.image_channels:
-            raise WeightgenError(f"discriminator expects {cfg.source_channels}+{cfg.image_channels} channels, "
+            raise GanError(f"discriminator expects {cfg.source_channels}+{cfg.image_channels} channels, "
                                  f"got {source.shape[1]}+{image.shape[1]}")
         x = torch.cat([source, image], dim=1)  # (B, C_s + C_i, H, W)
         return self.net(x)  # (B, 1, h, w) patch logits

@@ -18,7 +18,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from gan.config import GeneratorConfig
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
@@ -124,13 +124,13 @@ class Generator(ModelMixin, ConfigMixin):
         """Refuse inputs the network would silently mangle (odd sizes would be cropped by the strides)."""
         cfg = self.config
         if x.dim() != 4:
-            raise WeightgenError(f"generator input should be (B, C, H, W), got shape {tuple(x.shape)}")
+            raise GanError(f"generator input should be (B, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != cfg.in_channels:
-            raise WeightgenError(f"generator expects {cfg.in_channels} input channels, got {x.shape[1]} "
+            raise GanError(f"generator expects {cfg.in_channels} input channels, got {x.shape[1]} "
                                  f"(input shape {tuple(x.shape)})")
         factor = 2**cfg.n_downsample
         if x.shape[2] % factor or x.shape[3] % factor:
-            raise WeightgenError(f"image size {x.shape[2]}x{x.shape[3]} is not divisible by {factor} "
+            raise GanError(f"image size {x.shape[2]}x{x.shape[3]} is not divisible by {factor} "
                                  f"(2**n_downsample); resize or crop the images")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 
 
 @contextmanager
@@ -40,7 +40,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """Yield a temporary folder that becomes `path` only if the block succeeds."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise WeightgenError(f"output folder already exists: {path} (pass --overwrite to replace it)")
+        raise GanError(f"output folder already exists: {path} (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -71,11 +71,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise WeightgenError(f"missing file: {path}")
+        raise GanError(f"missing file: {path}")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WeightgenError(f"corrupt JSON file {path}: {e}") from None
+        raise GanError(f"corrupt JSON file {path}: {e}") from None
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
@@ -92,8 +92,8 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu") -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise WeightgenError(f"missing weights file: {path}")
+        raise GanError(f"missing weights file: {path}")
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightgenError(f"corrupt weights file {path}: {e}") from None
+        raise GanError(f"corrupt weights file {path}: {e}") from None

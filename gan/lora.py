@@ -24,9 +24,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils import get_peft_model_state_dict
 from torch import nn
 
+from gan import __version__
 from gan.config import LoraSettings
-from weightgen import __version__
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 from gan.io import atomic_dir, load_tensors, read_json, write_json
 
 ADAPTER_META = "weightgen.json"
@@ -53,7 +53,7 @@ def add_lora(generator: nn.Module, settings: LoraSettings) -> PeftModel:
             torch.manual_seed(settings.init_seed)
             return get_peft_model(generator, lora_config(settings))
     except ValueError as e:  # peft: "Target modules {...} not found in the base model"
-        raise WeightgenError(f"cannot put LoRA on this generator: {_first_line(e)}") from None
+        raise GanError(f"cannot put LoRA on this generator: {_first_line(e)}") from None
 
 
 def _base_model(model: nn.Module) -> nn.Module:
@@ -120,18 +120,18 @@ def check_adapter_dir(adapter_dir: str | Path, base: nn.Module, check_weights: b
     """Refuse a missing/incomplete folder or one whose sidecar names a different base."""
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
-        raise WeightgenError(f"adapter folder not found: {adapter_dir}")
+        raise GanError(f"adapter folder not found: {adapter_dir}")
     for name in ADAPTER_FILES:
         if not (adapter_dir / name).is_file():
-            raise WeightgenError(f"not a peft adapter folder: {adapter_dir} has no {name}")
+            raise GanError(f"not a peft adapter folder: {adapter_dir} has no {name}")
     meta = read_adapter_meta(adapter_dir)
     trained_for, this = meta.get("base_fingerprint"), fingerprint(base)
     if trained_for and trained_for != this:
-        raise WeightgenError(f"adapter {adapter_dir} was trained for base {trained_for}, this base is {this} "
+        raise GanError(f"adapter {adapter_dir} was trained for base {trained_for}, this base is {this} "
                              f"(a different generator architecture)")
     trained_on, these = meta.get("base_weights_hash"), weights_hash(base) if check_weights else None
     if check_weights and trained_on and trained_on != these:
-        raise WeightgenError(f"adapter {adapter_dir} was trained for base weights {trained_on}, these base "
+        raise GanError(f"adapter {adapter_dir} was trained for base weights {trained_on}, these base "
                              f"weights are {these} (another training of the base)")
 
 
@@ -147,19 +147,19 @@ def load_adapter(base: nn.Module, adapter_dir: str | Path, is_trainable: bool = 
     check_adapter_dir(adapter_dir, base, check_weights)
     config = read_json(adapter_dir / "adapter_config.json")
     if config.get("peft_type") != "LORA":
-        raise WeightgenError(f"adapter {adapter_dir} is a {config.get('peft_type')!r} adapter, expected LORA")
+        raise GanError(f"adapter {adapter_dir} is a {config.get('peft_type')!r} adapter, expected LORA")
     stored = load_tensors(adapter_dir / "adapter_model.safetensors")  # clear error when corrupt
     try:
         with warnings.catch_warnings():  # peft only warns about absent tensors; we check and raise below
             warnings.filterwarnings("ignore", message="Found missing adapter keys")
             model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable)
     except (RuntimeError, ValueError, KeyError, OSError) as e:
-        raise WeightgenError(f"adapter {adapter_dir} does not fit this base generator: {_first_line(e)}") from None
+        raise GanError(f"adapter {adapter_dir} does not fit this base generator: {_first_line(e)}") from None
     # peft loads non-strictly and only warns about absent tensors; a partial adapter is a wrong result.
     expected = set(get_peft_model_state_dict(model))
     missing, extra = sorted(expected - set(stored)), sorted(set(stored) - expected)
     if missing or extra:
-        raise WeightgenError(f"adapter {adapter_dir} does not match this base: "
+        raise GanError(f"adapter {adapter_dir} does not match this base: "
                              f"{len(missing)} missing tensors {missing[:2]}, {len(extra)} unexpected {extra[:2]}")
     return model
 
@@ -181,12 +181,12 @@ def lora_from_state_dict(base: nn.Module, adapter_config: dict, state_dict: dict
             torch.manual_seed(init_seed)
             model = get_peft_model(base, get_peft_config(config))
     except (ValueError, TypeError) as e:
-        raise WeightgenError(f"cannot put this LoRA on the base generator: {_first_line(e)}") from None
+        raise GanError(f"cannot put this LoRA on the base generator: {_first_line(e)}") from None
     if state_dict is not None:
         expected = set(get_peft_model_state_dict(model))
         missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
         if missing or extra:
-            raise WeightgenError(f"LoRA weights do not match this base: {len(missing)} missing tensors "
+            raise GanError(f"LoRA weights do not match this base: {len(missing)} missing tensors "
                                  f"{missing[:2]}, {len(extra)} unexpected {extra[:2]}")
         set_peft_model_state_dict(model, state_dict)
     if is_trainable:

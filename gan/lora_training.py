@@ -15,7 +15,13 @@ from torch import nn
 
 from gan.config import LoraSettings, TrainConfig
 from gan.data import PairedData
-from gan.lora import add_lora, count_lora_params, load_adapter, lora_from_state_dict, save_adapter
+from gan.lora import (
+    add_lora,
+    count_lora_params,
+    load_adapter,
+    lora_from_state_dict,
+    save_adapter,
+)
 from gan.trainer import CheckpointFn, EvalCallback, Pix2PixTrainer
 
 

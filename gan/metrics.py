@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from gan.data import to_float, to_uint8
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 
 
 class PairedMetrics:
@@ -45,7 +45,7 @@ class PairedMetrics:
             torch.distributed.all_reduce(l1_sum)
             torch.distributed.all_reduce(count)
         if count == 0:
-            raise WeightgenError("no test images to evaluate")
+            raise GanError("no test images to evaluate")
         return {"l1": float(l1_sum / count), "psnr": float(self.psnr.compute()), "ssim": float(self.ssim.compute())}
 
 
@@ -84,9 +84,9 @@ def inception_feature_extractor(weights_path: str | Path) -> nn.Module:
     """torchmetrics' FID Inception (2048-d pool features) built from a local weights file, never downloaded."""
     path = Path(weights_path)
     if not path.is_file():
-        raise WeightgenError(f"Inception weights file not found: {path}")
+        raise GanError(f"Inception weights file not found: {path}")
     if importlib.util.find_spec("torch_fidelity") is None:
-        raise WeightgenError("FID/KID with Inception weights need the torch-fidelity package "
+        raise GanError("FID/KID with Inception weights need the torch-fidelity package "
                              "(pip install torch-fidelity); paired L1/PSNR/SSIM work without it")
     from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -94,7 +94,7 @@ def inception_feature_extractor(weights_path: str | Path) -> nn.Module:
         return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                   feature_extractor_weights_path=str(path))
     except Exception as e:  # a wrong or corrupt file: torch.load / load_state_dict errors
-        raise WeightgenError(f"cannot load Inception weights from {path}: {str(e).splitlines()[0]}") from None
+        raise GanError(f"cannot load Inception weights from {path}: {str(e).splitlines()[0]}") from None
 
 
 @torch.no_grad()
@@ -111,11 +111,11 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, inception_weights: str | Pat
 
     if feature_extractor is None:
         if inception_weights is None:
-            raise WeightgenError("FID/KID need Inception weights: pass a local weights file (e.g. --inception "
+            raise GanError("FID/KID need Inception weights: pass a local weights file (e.g. --inception "
                                  "pt_inception-2015-12-05.pth); nothing is downloaded")
         feature_extractor = inception_feature_extractor(inception_weights)
     if len(real) < 2 or len(fake) < 2:
-        raise WeightgenError(f"FID/KID need at least 2 images per set, got {len(real)} real and {len(fake)} fake")
+        raise GanError(f"FID/KID need at least 2 images per set, got {len(real)} real and {len(fake)} fake")
     feature_extractor.eval()
     fid = FrechetInceptionDistance(feature=feature_extractor, input_img_size=tuple(real.shape[1:]))
     with warnings.catch_warnings():  # "will save all extracted features": a test set is small

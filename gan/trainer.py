@@ -19,9 +19,9 @@ from torch import nn
 
 from gan.config import TrainConfig
 from gan.data import PairedData
+from gan.errors import GanError
 from gan.losses import GAN_LOSSES, discriminator_losses, generator_losses
 from gan.metrics import evaluate_pairs
-from weightgen.errors import WeightgenError
 
 EvalCallback = Callable[[int, dict], None]  # (step, record) after each evaluation, main process only
 CheckpointFn = Callable[[int, nn.Module, dict], None]  # (step, unwrapped generator, record), main process only
@@ -42,7 +42,7 @@ class Pix2PixTrainer:
         self.accelerator = accelerator or Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
         g_params = [p for p in generator.parameters() if p.requires_grad]
         if not g_params:
-            raise WeightgenError("the generator has no trainable parameters (is everything frozen?)")
+            raise GanError("the generator has no trainable parameters (is everything frozen?)")
         opt_g = torch.optim.Adam(g_params, lr=config.lr, betas=config.betas)
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d or config.lr, betas=config.betas)
         self.generator, self.discriminator, self.opt_g, self.opt_d = self.accelerator.prepare(

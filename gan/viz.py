@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from weightgen.errors import WeightgenError
+from gan.errors import GanError
 from gan.io import atomic_path
 
 HEADER = 14  # pixels of label text above each column
@@ -18,12 +18,12 @@ def write_grid(path: str | Path, columns: dict[str, torch.Tensor], max_rows: int
     from PIL import Image, ImageDraw
 
     if not columns:
-        raise WeightgenError("no image columns to draw")
+        raise GanError("no image columns to draw")
     shapes = {name: tuple(t.shape) for name, t in columns.items()}
     first = next(iter(columns.values()))
     if any(t.dtype != torch.uint8 or t.dim() != 4 or t.shape[1] != 3 or t.shape != first.shape
            for t in columns.values()):
-        raise WeightgenError(f"grid columns must be uint8 (N, 3, H, W) of one shape, got {shapes}")
+        raise GanError(f"grid columns must be uint8 (N, 3, H, W) of one shape, got {shapes}")
     n = min(len(first), max_rows)
     h, w = first.shape[2] * scale, first.shape[3] * scale
     canvas = Image.new("RGB", (len(columns) * (w + pad) + pad, HEADER + n * (h + pad) + pad), "white")

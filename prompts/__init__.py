@@ -4,6 +4,13 @@ Other stages read concepts with `load_prompt_set()` (the shipped prompts/data/co
 default). Building: `prompts.build.build_prompt_set` or `weightgen prompts build`.
 """
 
-from prompts.concepts import CATEGORIES, DEFAULT_PROMPT_SET, Concept, PromptSet, concept_id, load_prompt_set
+from prompts.concepts import (
+    CATEGORIES,
+    DEFAULT_PROMPT_SET,
+    Concept,
+    PromptSet,
+    concept_id,
+    load_prompt_set,
+)
 
 __all__ = ["CATEGORIES", "DEFAULT_PROMPT_SET", "Concept", "PromptSet", "concept_id", "load_prompt_set"]

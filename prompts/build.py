@@ -16,11 +16,11 @@ import numpy as np
 
 from prompts.concepts import CATEGORIES, Concept, PromptSet, concept_id
 from prompts.dedupe import dedupe_embeddings, dedupe_exact, embed
+from prompts.errors import PromptError
 from prompts.llm import LLMBackend, TemplateBackend
 from prompts.seeds import Seeds, load_seeds
 from prompts.split import assign_splits
 from prompts.text import ValidationRules, normalize_text, rejection_reason
-from weightgen.errors import WeightgenError
 
 # progress(stage, done, total): called as work advances, so a CLI can draw bars.
 ProgressFn = Callable[[str, int, int], None]
@@ -54,16 +54,16 @@ class BuildConfig:
     def __post_init__(self) -> None:
         for name in ("llm_rounds", "variants_per_category", "n_compositions", "llm_paraphrase_limit"):
             if getattr(self, name) < 0:
-                raise WeightgenError(f"{name} should be >= 0, got {getattr(self, name)}")
+                raise PromptError(f"{name} should be >= 0, got {getattr(self, name)}")
         if self.llm_batch < 1:
-            raise WeightgenError(f"llm_batch should be positive, got {self.llm_batch}")
+            raise PromptError(f"llm_batch should be positive, got {self.llm_batch}")
         if not 1 <= self.min_paraphrases <= self.n_paraphrases:
-            raise WeightgenError(f"need 1 <= min_paraphrases <= n_paraphrases, got {self.min_paraphrases} and {self.n_paraphrases}")
+            raise PromptError(f"need 1 <= min_paraphrases <= n_paraphrases, got {self.min_paraphrases} and {self.n_paraphrases}")
         for name in ("dup_threshold", "parent_threshold", "paraphrase_threshold", "llm_parent_threshold", "llm_paraphrase_threshold"):
             if not 0.0 < getattr(self, name) <= 1.0:
-                raise WeightgenError(f"{name} should be in (0, 1], got {getattr(self, name)}")
+                raise PromptError(f"{name} should be in (0, 1], got {getattr(self, name)}")
         if not 0.0 < self.heldout_fraction < 1.0:
-            raise WeightgenError(f"heldout_fraction should be in (0, 1), got {self.heldout_fraction}")
+            raise PromptError(f"heldout_fraction should be in (0, 1), got {self.heldout_fraction}")
 
     def cli_args(self) -> list[str]:
         """The `weightgen prompts build` options for this config, defaults written out so a recorded

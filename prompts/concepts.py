@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from weightgen.errors import WeightgenError
-from gan.io import read_json, write_json
-from weightgen.pairs import concept_id  # noqa: F401  (re-exported: one id scheme for every stage)
+from prompts.errors import PromptError
+from prompts.identity import concept_id, concept_key, normalize_concept
+from prompts.io import read_json, write_json
 
 FORMAT = "weightgen-prompts"
 VERSION = "1"
@@ -22,13 +22,6 @@ DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_PROMPT_SET = DATA_DIR / "concepts-v1.json"
 
 Split = Literal["train", "heldout"]
-
-
-def clean_text(text: str) -> str:
-    """Whitespace-normalized text; empty or whitespace-only concepts are a user error."""
-    if not isinstance(text, str) or not text.strip():
-        raise WeightgenError(f"empty concept text: {text!r}")
-    return " ".join(text.split())
 
 
 @dataclass
@@ -45,14 +38,14 @@ class Concept:
     id: str = ""
 
     def __post_init__(self) -> None:
-        self.text = clean_text(self.text)
+        self.text = normalize_concept(self.text)
         if not self.id:
             self.id = concept_id(self.text)
         if self.category not in CATEGORIES:
-            raise WeightgenError(f"concept {self.text!r}: unknown category {self.category!r}; use one of {CATEGORIES}")
+            raise PromptError(f"concept {self.text!r}: unknown category {self.category!r}; use one of {CATEGORIES}")
         if self.split not in SPLITS:
-            raise WeightgenError(f"concept {self.text!r}: unknown split {self.split!r}; use one of {SPLITS}")
-        self.paraphrases = [clean_text(p) for p in self.paraphrases]
+            raise PromptError(f"concept {self.text!r}: unknown split {self.split!r}; use one of {SPLITS}")
+        self.paraphrases = [normalize_concept(p) for p in self.paraphrases]
 
     @property
     def texts(self) -> list[str]:
@@ -78,12 +71,12 @@ class PromptSet:
         seen: dict[str, str] = {}
         for c in self.concepts:
             if c.id in seen:
-                raise WeightgenError(f"duplicate concept id {c.id!r} ({c.text!r} and {seen[c.id]!r}) {self.source}".rstrip())
+                raise PromptError(f"duplicate concept id {c.id!r} ({c.text!r} and {seen[c.id]!r}) {self.source}".rstrip())
             seen[c.id] = c.text
         for c in self.concepts:
             for ref in ([c.parent] if c.parent else []) + c.components:
                 if ref not in seen:
-                    raise WeightgenError(f"concept {c.text!r} refers to unknown concept id {ref!r} {self.source}".rstrip())
+                    raise PromptError(f"concept {c.text!r} refers to unknown concept id {ref!r} {self.source}".rstrip())
 
     @property
     def train(self) -> list[Concept]:
@@ -99,7 +92,7 @@ class PromptSet:
 
     def by_text(self, text: str) -> Concept | None:
         """The concept whose text or paraphrase matches `text` (case and spacing ignored)."""
-        key = clean_text(text).lower()
+        key = concept_key(text)
         for c in self.concepts:
             if any(t.lower() == key for t in c.texts):
                 return c
@@ -144,9 +137,9 @@ def load_prompt_set(path: str | Path | None = None) -> PromptSet:
     path = Path(path) if path is not None else DEFAULT_PROMPT_SET
     data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise WeightgenError(f"{path} is not a weightgen prompt set (format {data.get('format') if isinstance(data, dict) else None!r}, expected {FORMAT!r})")
+        raise PromptError(f"{path} is not a weightgen prompt set (format {data.get('format') if isinstance(data, dict) else None!r}, expected {FORMAT!r})")
     if str(data.get("version")) != VERSION:
-        raise WeightgenError(f"{path}: unsupported prompt set version {data.get('version')!r} (this weightgen reads {VERSION!r})")
+        raise PromptError(f"{path}: unsupported prompt set version {data.get('version')!r} (this weightgen reads {VERSION!r})")
     categories = tuple(data.get("categories") or CATEGORIES)
     concepts = []
     for i, entry in enumerate(data.get("concepts") or []):
@@ -163,9 +156,9 @@ def load_prompt_set(path: str | Path | None = None) -> PromptSet:
                 )
             )
         except (KeyError, TypeError) as e:
-            raise WeightgenError(f"{path}: concept #{i} is malformed (missing {e}): {entry!r}") from None
-        except WeightgenError as e:
-            raise WeightgenError(f"{path}: concept #{i}: {e}") from None
+            raise PromptError(f"{path}: concept #{i} is malformed (missing {e}): {entry!r}") from None
+        except PromptError as e:
+            raise PromptError(f"{path}: concept #{i}: {e}") from None
     if not concepts:
-        raise WeightgenError(f"{path}: the prompt set has no concepts")
+        raise PromptError(f"{path}: the prompt set has no concepts")
     return PromptSet(concepts=concepts, build_command=data.get("build_command", ""), categories=categories, source=f"in {path}")

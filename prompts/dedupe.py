@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from prompts.errors import PromptError
 from prompts.text import normalize_text
-from weightgen.errors import WeightgenError
 
 
 def embed(encoder, texts: list[str], batch_size: int = 256) -> np.ndarray:
@@ -39,7 +39,7 @@ def dedupe_embeddings(emb: np.ndarray, threshold: float, reference: np.ndarray |
     emb: (N, D) L2-normalized; reference: (M, D) L2-normalized or None.
     """
     if not -1.0 <= threshold <= 1.0:
-        raise WeightgenError(f"similarity threshold should be in [-1, 1], got {threshold}")
+        raise PromptError(f"similarity threshold should be in [-1, 1], got {threshold}")
     n = len(emb)
     sims = emb @ emb.T  # (N, N)
     blocked = np.zeros(n, dtype=bool)

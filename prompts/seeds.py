@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prompts.concepts import CATEGORIES, DATA_DIR
+from prompts.errors import PromptError
+from prompts.io import read_json
 from prompts.text import normalize_text
-from weightgen.errors import WeightgenError
-from gan.io import read_json
 
 DEFAULT_SEEDS = DATA_DIR / "seeds.json"
 
@@ -53,9 +53,9 @@ def load_seeds(path: str | Path | None = None) -> Seeds:
         cats = {}
         for name, c in data["categories"].items():
             if name not in CATEGORIES:
-                raise WeightgenError(f"{path}: unknown category {name!r}; use one of {CATEGORIES}")
+                raise PromptError(f"{path}: unknown category {name!r}; use one of {CATEGORIES}")
             if not c["seeds"]:
-                raise WeightgenError(f"{path}: category {name!r} has no seeds")
+                raise PromptError(f"{path}: category {name!r} has no seeds")
             mods = c.get("modifiers", {})
             cats[name] = CategorySeeds(name, c["description"], list(c["seeds"]), list(mods.get("prefix", [])), list(mods.get("suffix", [])))
         p = data["paraphrase"]
@@ -67,7 +67,7 @@ def load_seeds(path: str | Path | None = None) -> Seeds:
             prepositions={w.lower() for w in p["prepositions"]},
         )
     except (KeyError, TypeError, re.error) as e:
-        raise WeightgenError(f"{path}: malformed seeds file ({type(e).__name__}: {e})") from None
+        raise PromptError(f"{path}: malformed seeds file ({type(e).__name__}: {e})") from None
     return Seeds(categories=cats, paraphrase=rules, source=str(path))
 
 

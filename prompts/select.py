@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from prompts.dedupe import embed
-from weightgen.errors import WeightgenError
+from prompts.errors import PromptError
 
 
 def select_representative(texts: list[str], k: int, encoder=None, embeddings: np.ndarray | None = None, seed: int = 0) -> list[int]:
@@ -21,10 +21,10 @@ def select_representative(texts: list[str], k: int, encoder=None, embeddings: np
 
     n = len(texts)
     if not 1 <= k <= n:
-        raise WeightgenError(f"k should be between 1 and the number of concepts ({n}), got {k}")
+        raise PromptError(f"k should be between 1 and the number of concepts ({n}), got {k}")
     if embeddings is None:
         if encoder is None:
-            raise WeightgenError("select_representative needs an encoder or precomputed embeddings")
+            raise PromptError("select_representative needs an encoder or precomputed embeddings")
         embeddings = embed(encoder, texts)
     x = np.asarray(embeddings, dtype=np.float64)  # (N, D)
     km = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(x)

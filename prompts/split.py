@@ -18,8 +18,8 @@ import random
 from dataclasses import replace
 
 from prompts.concepts import Concept
+from prompts.errors import PromptError
 from prompts.text import normalize_text
-from weightgen.errors import WeightgenError
 
 
 def family_of(concept: Concept, by_id: dict[str, Concept]) -> str:
@@ -28,7 +28,7 @@ def family_of(concept: Concept, by_id: dict[str, Concept]) -> str:
     c = concept
     while c.parent is not None:
         if c.id in seen:
-            raise WeightgenError(f"parent cycle through concept {c.text!r}")
+            raise PromptError(f"parent cycle through concept {c.text!r}")
         seen.add(c.id)
         c = by_id[c.parent]
     return c.id
@@ -37,7 +37,7 @@ def family_of(concept: Concept, by_id: dict[str, Concept]) -> str:
 def assign_splits(concepts: list[Concept], heldout_fraction: float, seed: int, force_heldout: tuple[str, ...] = ()) -> list[Concept]:
     """New concepts with `split` set (the input is not modified); deterministic for a seed."""
     if not 0.0 < heldout_fraction < 1.0:
-        raise WeightgenError(f"heldout_fraction should be in (0, 1), got {heldout_fraction}")
+        raise PromptError(f"heldout_fraction should be in (0, 1), got {heldout_fraction}")
     by_id = {c.id: c for c in concepts}
     singles = [c for c in concepts if not c.components]
     families: dict[str, list[Concept]] = {}

@@ -11,7 +11,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from weightgen.errors import WeightgenError
+from prompts.errors import PromptError
+from prompts.identity import normalize_concept
 
 _SPELLING = {"grey": "gray", "woollen": "woolen", "cosy": "cozy"}
 
@@ -81,11 +82,11 @@ class ValidationRules:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_chars <= self.max_chars:
-            raise WeightgenError(f"min_chars should be in [1, max_chars={self.max_chars}], got {self.min_chars}")
+            raise PromptError(f"min_chars should be in [1, max_chars={self.max_chars}], got {self.min_chars}")
         if self.max_words < 1:
-            raise WeightgenError(f"max_words should be positive, got {self.max_words}")
+            raise PromptError(f"max_words should be positive, got {self.max_words}")
         if not 0.0 <= self.min_letters_fraction <= 1.0:
-            raise WeightgenError(f"min_letters_fraction should be in [0, 1], got {self.min_letters_fraction}")
+            raise PromptError(f"min_letters_fraction should be in [0, 1], got {self.min_letters_fraction}")
 
 
 def rejection_reason(text: str, rules: ValidationRules | None = None) -> str | None:
@@ -132,10 +133,9 @@ def is_valid(text: str, rules: ValidationRules | None = None) -> bool:
 
 
 def check_concept(text: str, rules: ValidationRules | None = None) -> str:
-    """Validate a user-given concept: the cleaned text, or a WeightgenError naming the problem."""
-    if not isinstance(text, str) or not text.strip():
-        raise WeightgenError(f"empty concept text: {text!r}")
+    """Validate a user-given concept: the cleaned text, or a PromptError naming the problem."""
+    text = normalize_concept(text)
     reason = rejection_reason(text, rules)
     if reason is not None:
-        raise WeightgenError(f"invalid concept {text!r}: {reason}")
-    return " ".join(text.split())
+        raise PromptError(f"invalid concept {text!r}: {reason}")
+    return text

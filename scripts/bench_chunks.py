@@ -2,7 +2,11 @@
 LoRA (gan.config.LoraSettings), 64 training concepts x K=5 checkpoints of random LoRA weights
 (concept centre + checkpoint noise), written with peft save_pretrained. Measures layout size and
 `weightgen chunks` wall time (build + stats). Usage: python bench_chunks.py [block_size]"""
-import json, shutil, sys, tempfile, time
+import json
+import shutil
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch

@@ -19,16 +19,16 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import weightgen  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch  # noqa: E402
 
+import weightgen  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 from gan.config import DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig  # noqa: E402
 from gan.data import PairedData  # noqa: E402
 from gan.discriminator import Discriminator  # noqa: E402
 from gan.generator import Generator  # noqa: E402
 from gan.lora import add_lora, count_lora_params  # noqa: E402
-from weightgen.pairs.synthetic import write_synthetic_pairs  # noqa: E402
 from gan.trainer import Pix2PixTrainer  # noqa: E402
+from weightgen.pairs.synthetic import write_synthetic_pairs  # noqa: E402
 
 
 def n_params(model: torch.nn.Module) -> int:

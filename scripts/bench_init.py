@@ -79,9 +79,9 @@ def build_generator(out: Path, model_size: str, block_size: int):
     import torch
 
     from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+    from weightgen.generator.network import WeightUNet1D
     from weightgen.generator.pipeline import WeightGenPipeline
     from weightgen.generator.sizes import MODEL_SIZES
-    from weightgen.generator.network import WeightUNet1D
     from weightgen.text_encoders import load_text_encoder
 
     layout = real_lora_layout(block_size)
@@ -166,8 +166,8 @@ def quality(args) -> dict:
 
     from weightgen.chunks import ChunkData, memorization_distances
     from weightgen.generator.sizes import MODEL_SIZES
-    from weightgen.text_encoders import load_text_encoder
     from weightgen.generator.training import GeneratorTrainer, TrainConfig
+    from weightgen.text_encoders import load_text_encoder
 
     seeds = json.loads((ROOT / "prompts" / "data" / "seeds.json").read_text())
     texts = [t for cat in seeds["categories"].values() for t in cat["seeds"]]

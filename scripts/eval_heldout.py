@@ -41,10 +41,20 @@ def main() -> None:
 
     import torch
 
-    from weightgen.chunks import memorization_distances, read_adapter, read_zoo_blocks, zoo_checkpoints
+    from weightgen.chunks import (
+        memorization_distances,
+        read_adapter,
+        read_zoo_blocks,
+        zoo_checkpoints,
+    )
     from weightgen.chunks.evaluate import AdapterEvaluator
+    from weightgen.finetune.starts import (
+        InitSources,
+        ZooReference,
+        describe_nearest,
+        init_weights,
+    )
     from weightgen.generator.pipeline import WeightGenPipeline
-    from weightgen.finetune.starts import InitSources, ZooReference, describe_nearest, init_weights
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -2,16 +2,20 @@
 
 import pytest
 
-from weightgen.shipped import DEFAULT_BASE_DIR, DEFAULT_GENERATOR_DIR, DEFAULT_REFERENCE_DIR
 from gan.io import read_json
+from weightgen.shipped import (
+    DEFAULT_BASE_DIR,
+    DEFAULT_GENERATOR_DIR,
+    DEFAULT_REFERENCE_DIR,
+)
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_GENERATOR_DIR / "generator.json").is_file(),
                                 reason="no generator shipped in weightgen/assets")
 
 
 def test_shipped_artifacts_belong_together_and_fit_the_size_limit():
-    from weightgen.generator.pipeline import WeightGenPipeline
     from weightgen.finetune.starts import ZooReference
+    from weightgen.generator.pipeline import WeightGenPipeline
 
     pipe = WeightGenPipeline.from_pretrained()
     pipe.check_compatible(base=read_json(DEFAULT_BASE_DIR / "weightgen.json"))  # raises on a mismatch

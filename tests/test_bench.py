@@ -7,6 +7,7 @@ import shutil
 import pytest
 from tiny_world import HELDOUT
 
+from prompts.identity import concept_id
 from weightgen.bench import (
     METHODS,
     BenchConfig,
@@ -21,8 +22,7 @@ from weightgen.bench import (
     run_path,
 )
 from weightgen.bench.report import claim_status, versus
-from weightgen.errors import WeightgenError
-from weightgen.pairs import concept_id
+from weightgen.errors import USER_ERRORS
 
 INF = math.inf
 TINY = {"steps": 3, "eval_every": 1, "ddim_steps": 3, "batch_size": 4}
@@ -171,9 +171,9 @@ def test_interrupted_bench_resumes_and_keeps_finished_runs(tiny_world, tmp_path)
     assert len(seen) == 3  # nothing left to run
 
     # another recipe on the same folder is refused; --overwrite starts over
-    with pytest.raises(WeightgenError, match=r"steps=3 \(now 4\)"):
+    with pytest.raises(USER_ERRORS, match=r"steps=3 \(now 4\)"):
         run_bench(_config(tiny_world, tmp_path / "b", methods=("zero",), steps=4), progress=False)
-    with pytest.raises(WeightgenError, match=r"lr=0.001 \(now 0.01\)"):
+    with pytest.raises(USER_ERRORS, match=r"lr=0.001 \(now 0.01\)"):
         run_bench(_config(tiny_world, tmp_path / "b", methods=("zero",), lr=1e-2), progress=False)
     summary = run_bench(_config(tiny_world, tmp_path / "b", methods=("zero",), steps=1, limit=1, overwrite=True),
                         progress=False)
@@ -195,15 +195,15 @@ def test_shards_together_equal_the_full_bench(full_bench, tiny_world, tmp_path):
 
 
 def test_bad_inputs_give_clear_errors(tiny_world, tmp_path):
-    with pytest.raises(WeightgenError, match=r"unknown bench method\(s\) \['best'\]"):
+    with pytest.raises(USER_ERRORS, match=r"unknown bench method\(s\) \['best'\]"):
         _config(tiny_world, tmp_path / "x", methods="zero,best")
     for shard in ("2/2", "a/b", "1", "-1/2"):
-        with pytest.raises(WeightgenError, match="shard"):
+        with pytest.raises(USER_ERRORS, match="shard"):
             _config(tiny_world, tmp_path / "x", shard=shard)
     for bad in ({"steps": 0}, {"steps": -5}, {"eval_every": 0}, {"limit": 0}, {"seconds": -1.0}, {"lr": 0}):
-        with pytest.raises(WeightgenError, match=repr(next(iter(bad.values())))):
+        with pytest.raises(USER_ERRORS, match=repr(next(iter(bad.values())))):
             _config(tiny_world, tmp_path / "x", **bad)
-    with pytest.raises(WeightgenError, match="not held-out concepts of the zoo: \\['warm sepia'\\]"):
+    with pytest.raises(USER_ERRORS, match="not held-out concepts of the zoo: \\['warm sepia'\\]"):
         run_bench(_config(tiny_world, tmp_path / "x", methods=("zero",), concepts=["warm sepia"]), progress=False)
     zoo = tmp_path / "zoo"
     zoo.mkdir()
@@ -211,7 +211,7 @@ def test_bad_inputs_give_clear_errors(tiny_world, tmp_path):
     for info in manifest["concepts"].values():
         info["split"] = "train"
     (zoo / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(WeightgenError, match="no held-out concepts"):
+    with pytest.raises(USER_ERRORS, match="no held-out concepts"):
         heldout_concepts(zoo)
     assert not (tmp_path / "x").exists()  # nothing written before the inputs check out
 

@@ -18,7 +18,7 @@ from weightgen.chunks import (
     validate_block_size,
     write_adapter,
 )
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
 
 # Group sizes of Tiny with r=2: conv 54+16=70, conv2 144+16=160, fc 16+8=24, norm 8+8=16.
 BLOCK = 16
@@ -157,7 +157,7 @@ def test_layout_save_load_and_tamper(zoo, tmp_path):
     d = json.loads((tmp_path / "layout.json").read_text())
     d["groups"][0]["tensors"][0]["shape"] = [3, 3, 3, 3]
     (tmp_path / "layout.json").write_text(json.dumps(d))
-    with pytest.raises(WeightgenError, match="edited or corrupted"):
+    with pytest.raises(USER_ERRORS, match="edited or corrupted"):
         ChunkLayout.load(tmp_path)
 
 
@@ -167,7 +167,7 @@ def test_layout_save_load_and_tamper(zoo, tmp_path):
 ])
 def test_bad_block_size(zoo, bad, message):
     sd, _ = read_adapter(zoo / "snow-cccc/ckpt-0")
-    with pytest.raises(WeightgenError, match=message):
+    with pytest.raises(USER_ERRORS, match=message):
         ChunkLayout.from_state_dict(sd, bad)
     assert validate_block_size(256) == 256
 
@@ -176,9 +176,9 @@ def test_from_blocks_refuses_other_block_size(zoo):
     sd, _ = read_adapter(zoo / "snow-cccc/ckpt-0")
     layout = ChunkLayout.from_state_dict(sd, BLOCK)
     other = ChunkLayout.from_state_dict(sd, 32).to_blocks(sd)
-    with pytest.raises(WeightgenError, match="width 32, but the layout's block size is 16"):
+    with pytest.raises(USER_ERRORS, match="width 32, but the layout's block size is 16"):
         layout.from_blocks(other)
-    with pytest.raises(WeightgenError, match="hold 17 blocks"):
+    with pytest.raises(USER_ERRORS, match="hold 17 blocks"):
         layout.from_blocks(layout.to_blocks(sd)[:-1])
 
 
@@ -186,11 +186,11 @@ def test_write_adapter_refuses_nan_and_existing_folder(zoo, tmp_path):
     sd, config = read_adapter(zoo / "snow-cccc/ckpt-0")
     bad = dict(sd)
     bad["base_model.model.fc.lora_B.weight"] = torch.full((4, 2), float("nan"))
-    with pytest.raises(WeightgenError, match="fc.lora_B.weight.*NaN"):
+    with pytest.raises(USER_ERRORS, match="fc.lora_B.weight.*NaN"):
         write_adapter(bad, config, tmp_path / "nan")
     assert not (tmp_path / "nan").exists()
     write_adapter(sd, config, tmp_path / "ok")
-    with pytest.raises(WeightgenError, match="already exists"):
+    with pytest.raises(USER_ERRORS, match="already exists"):
         write_adapter(sd, config, tmp_path / "ok")
     write_adapter(sd, config, tmp_path / "ok", overwrite=True)
 
@@ -277,7 +277,7 @@ def _replace_ckpt(zoo, rel, r=2, fc_out=4):
 def test_refuses_other_rank(zoo, tmp_path):
     z = copy_zoo(zoo, tmp_path)
     _replace_ckpt(z, "pencil-bbbb/ckpt-1", r=4)
-    with pytest.raises(WeightgenError, match="checkpoint pencil-bbbb/ckpt-1: LoRA rank r=4, layout expects r=2"):
+    with pytest.raises(USER_ERRORS, match="checkpoint pencil-bbbb/ckpt-1: LoRA rank r=4, layout expects r=2"):
         build_chunk_dataset(z, tmp_path / "out", block_size=BLOCK, progress=False)
     assert not (tmp_path / "out").exists()
 
@@ -285,7 +285,7 @@ def test_refuses_other_rank(zoo, tmp_path):
 def test_refuses_other_architecture(zoo, tmp_path):
     z = copy_zoo(zoo, tmp_path)
     _replace_ckpt(z, "snow-cccc/ckpt-0", fc_out=5)
-    with pytest.raises(WeightgenError,
+    with pytest.raises(USER_ERRORS,
                        match=r"checkpoint snow-cccc/ckpt-0: lora_B of layer fc has shape \(5, 2\), layout expects \(4, 2\)"):
         build_chunk_dataset(z, tmp_path / "out", block_size=BLOCK, progress=False)
 
@@ -294,7 +294,7 @@ def test_refuses_adapters_of_another_base(zoo, tmp_path):
     z = copy_zoo(zoo, tmp_path)
     shutil.rmtree(z / "snow-cccc/ckpt-1")
     save_checkpoint(peft_model(), z / "snow-cccc/ckpt-1", seed=7, center_seed=1, base_hash="w2")
-    with pytest.raises(WeightgenError, match="snow-cccc/ckpt-1: trained for base_weights_hash 'w2'.*'w1'"):
+    with pytest.raises(USER_ERRORS, match="snow-cccc/ckpt-1: trained for base_weights_hash 'w2'.*'w1'"):
         build_chunk_dataset(z, tmp_path / "out", block_size=BLOCK, progress=False)
 
 
@@ -303,18 +303,18 @@ def test_refuses_missing_layer(zoo, tmp_path):
     sd, config = read_adapter(z / "snow-cccc/ckpt-0")
     del sd["base_model.model.fc.lora_A.weight"]
     write_adapter(sd, config, z / "snow-cccc/ckpt-0", overwrite=True)
-    with pytest.raises(WeightgenError, match="snow-cccc/ckpt-0: different architecture: missing 1 key.*fc.lora_A"):
+    with pytest.raises(USER_ERRORS, match="snow-cccc/ckpt-0: different architecture: missing 1 key.*fc.lora_A"):
         build_chunk_dataset(z, tmp_path / "out", block_size=BLOCK, progress=False)
 
 
 def test_corrupt_adapter_file_is_named(zoo, tmp_path):
     z = copy_zoo(zoo, tmp_path)
     (z / "pencil-bbbb/ckpt-0/adapter_model.safetensors").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(WeightgenError, match="corrupt weights file .*pencil-bbbb/ckpt-0/adapter_model.safetensors"):
+    with pytest.raises(USER_ERRORS, match="corrupt weights file .*pencil-bbbb/ckpt-0/adapter_model.safetensors"):
         build_chunk_dataset(z, tmp_path / "out", block_size=BLOCK, progress=False)
     assert not (tmp_path / "out").exists()
     (z / "pencil-bbbb/ckpt-0/adapter_model.safetensors").unlink()
-    with pytest.raises(WeightgenError, match="missing weights file: .*pencil-bbbb/ckpt-0"):
+    with pytest.raises(USER_ERRORS, match="missing weights file: .*pencil-bbbb/ckpt-0"):
         build_chunk_dataset(z, tmp_path / "out", block_size=BLOCK, progress=False)
 
 
@@ -323,15 +323,15 @@ def test_load_refuses_layout_of_other_block_size(zoo, dataset, tmp_path):
     mixed = tmp_path / "mixed"
     shutil.copytree(dataset, mixed)
     shutil.copy(other / "layout.json", mixed / "layout.json")
-    with pytest.raises(WeightgenError, match="blocks of shape \\(108, 16\\), but layout.json has block size 32"):
+    with pytest.raises(USER_ERRORS, match="blocks of shape \\(108, 16\\), but layout.json has block size 32"):
         load_chunk_dataset(mixed)
 
 
 def test_bad_zoo_manifest(tmp_path):
-    with pytest.raises(WeightgenError, match="zoo folder not found"):
+    with pytest.raises(USER_ERRORS, match="zoo folder not found"):
         build_chunk_dataset(tmp_path / "nope", tmp_path / "out")
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "weightgen-zoo", "version": 1, "concepts": {}}))
-    with pytest.raises(WeightgenError, match="no 'train' checkpoints"):
+    with pytest.raises(USER_ERRORS, match="no 'train' checkpoints"):
         build_chunk_dataset(tmp_path, tmp_path / "out")
 
 

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from weightgen.cli import main
+from weightgen.errors import USER_ERRORS
 from weightgen.zoo.demo import DemoConfig, run_demo
-from weightgen.errors import WeightgenError
 
 
 @pytest.mark.slow
@@ -25,7 +25,7 @@ def test_demo_runs_resumes_and_writes_its_outputs(tmp_path):
 
 @pytest.mark.parametrize("kwargs", [{"concept": "  "}, {"lora_seconds": 0}, {"n_base_concepts": 0}])
 def test_demo_config_refuses_bad_values(kwargs):
-    with pytest.raises(WeightgenError):
+    with pytest.raises(USER_ERRORS):
         DemoConfig(**kwargs)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
 from weightgen.pairs.editors import REGISTRY, load_editor
 from weightgen.pairs.editors.ops import OPS, OpContext
 from weightgen.pairs.editors.procedural import ProceduralConfig, ProceduralEditor
@@ -35,7 +35,7 @@ def photos():
 
 def test_registry_lists_both_editors():
     assert set(REGISTRY) == {"procedural", "instruct-pix2pix"}
-    with pytest.raises(WeightgenError, match="unknown editor 'nope'"):
+    with pytest.raises(USER_ERRORS, match="unknown editor 'nope'"):
         load_editor("nope")
 
 
@@ -95,7 +95,7 @@ def test_plan_weights_move_continuously_along_the_text_embedding(editor):
 
 def test_bad_concepts(editor, photos):
     for bad in ["", "   \n\t"]:
-        with pytest.raises(WeightgenError, match="empty concept"):
+        with pytest.raises(USER_ERRORS, match="empty concept"):
             editor.edit(photos, bad)
     long_text = " ".join(["a van gogh painting of a starry night over a quiet village"] * 40)
     with pytest.warns(UserWarning, match="truncated"):
@@ -105,12 +105,12 @@ def test_bad_concepts(editor, photos):
         warnings.simplefilter("error")
         tokyo = editor.edit(photos[:2], "東京の夜, ネオン")
     assert tokyo.shape == photos[:2].shape and not torch.equal(tokyo, photos[:2])
-    with pytest.raises(WeightgenError, match=r"shape \(N, 3, H, W\)"):
+    with pytest.raises(USER_ERRORS, match=r"shape \(N, 3, H, W\)"):
         editor.edit(np.zeros((2, 32, 32, 3), np.uint8), "at night")
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(WeightgenError, match="top_k"):
+    with pytest.raises(USER_ERRORS, match="top_k"):
         ProceduralConfig(top_k=0)
-    with pytest.raises(WeightgenError, match="sparsity"):
+    with pytest.raises(USER_ERRORS, match="sparsity"):
         ProceduralConfig(sparsity=-1)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from weightgen.errors import WeightgenError
 from gan.io import load_tensors, read_json
-from weightgen.pairs import concept_id
+from prompts.identity import concept_id
+from weightgen.errors import USER_ERRORS
 from weightgen.pairs.build import PairsConfig, build_pairs
 from weightgen.pairs.editors.instruct_pix2pix import (
     InstructPix2PixEditor,
@@ -40,7 +40,7 @@ def test_tiny_pipeline_edits_batched_and_seeded(tiny_pipeline):
     # each image has its own generator: the batch size does not change the result
     one_by_one = InstructPix2PixEditor(pipeline=editor.pipe, steps=2, work_size=32, batch_size=1, device="cpu")
     assert (one_by_one.edit(src, "van gogh style", seed=0).int() - out.int()).abs().max() <= 2
-    with pytest.raises(WeightgenError, match="empty concept"):
+    with pytest.raises(USER_ERRORS, match="empty concept"):
         editor.edit(src, " ")
 
 
@@ -58,7 +58,7 @@ def test_pairs_with_the_diffusion_editor(tmp_path, tiny_pipeline):
 
 def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WeightgenError, match="model folder not found"):
+    with pytest.raises(USER_ERRORS, match="model folder not found"):
         InstructPix2PixEditor(model=str(tmp_path / "nope"))
-    with pytest.raises(WeightgenError, match="local Hugging Face cache"):
+    with pytest.raises(USER_ERRORS, match="local Hugging Face cache"):
         InstructPix2PixEditor(model="someone/not-a-cached-model")

@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 from tiny_world import HELDOUT, TRAIN
 
-from weightgen.errors import WeightgenError
+from gan.io import read_json, write_json
+from weightgen.errors import USER_ERRORS
 from weightgen.finetune.job import FinetuneConfig, finetune, lora_state
 from weightgen.finetune.starts import INIT_KINDS
-from gan.io import read_json, write_json
 
 CONCEPT = HELDOUT[0]
 
@@ -130,7 +130,7 @@ def test_best_adapter_keeps_the_lowest_l1_not_the_last(tiny_world, tmp_path):
     (dict(ddim_steps=1), "ddim_steps must be >= 2"),
 ])
 def test_bad_config_is_refused_with_the_value(tiny_world, tmp_path, overrides, message):
-    with pytest.raises(WeightgenError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(USER_ERRORS, match=message.replace("(", r"\(").replace(")", r"\)")):
         _config(tiny_world, tmp_path, **overrides)
 
 
@@ -140,15 +140,15 @@ def test_adapter_for_another_base_is_refused_before_any_work(tiny_world, tmp_pat
     meta = read_json(other / "weightgen.json")
     write_json(other / "weightgen.json", {**meta, "base_fingerprint": "0123456789abcdef"})
     out = tmp_path / "ft"
-    with pytest.raises(WeightgenError, match="trained for base 0123456789abcdef"):
+    with pytest.raises(USER_ERRORS, match="trained for base 0123456789abcdef"):
         finetune(_config(tiny_world, out, init=str(other), pairs=None), progress=False)
     assert not (out / "pairs").exists() and not (out / "adapter").exists()
 
 
 def test_missing_generator_and_reference_are_clear(tiny_world, tmp_path):
-    with pytest.raises(WeightgenError, match="generator folder not found"):
+    with pytest.raises(USER_ERRORS, match="generator folder not found"):
         finetune(_config(tiny_world, tmp_path / "a", generator=str(tmp_path / "nothing")), progress=False)
-    with pytest.raises(WeightgenError, match="no zoo reference"):
+    with pytest.raises(USER_ERRORS, match="no zoo reference"):
         finetune(_config(tiny_world, tmp_path / "b", init="mean", zoo=None, reference=str(tmp_path / "none")),
                  progress=False)
 
@@ -166,7 +166,7 @@ def test_editor_failure_is_one_line(tiny_world, tmp_path, monkeypatch):
             raise RuntimeError("out of memory while editing\n(a long traceback-ish tail)")
 
     monkeypatch.setitem(editors.REGISTRY, "broken", lambda **options: Broken())
-    with pytest.raises(WeightgenError) as err:
+    with pytest.raises(USER_ERRORS) as err:
         finetune(_config(tiny_world, tmp_path / "ft", init="zero", pairs=None, editor="broken", n_train=2, n_test=1),
                  progress=False)
     assert str(err.value) == ("editor 'broken' could not make pairs for 'pink glow': "
@@ -189,7 +189,7 @@ def test_interrupt_keeps_the_best_adapter_loadable(tiny_world, tmp_path):
     assert _test_l1(tiny_world, out / "adapter") == pytest.approx(best, abs=1e-5)
     assert read_json(out / "summary.json")["interrupted"] is True
     assert sorted(p.name for p in out.iterdir()) == ["adapter", "history.json", "summary.json"]  # no temporaries
-    with pytest.raises(WeightgenError, match="already holds a fine-tuned adapter"):
+    with pytest.raises(USER_ERRORS, match="already holds a fine-tuned adapter"):
         finetune(_config(tiny_world, out, init="zero"), progress=False)
 
 
@@ -228,8 +228,8 @@ def test_pairs_at_another_image_size_are_refused(tiny_world, tmp_path):
     from weightgen.pairs.synthetic import write_synthetic_pairs
 
     small = write_synthetic_pairs(tmp_path / "pairs16", [CONCEPT], n_train=2, n_test=1, image_size=16)
-    with pytest.raises(WeightgenError, match="are 16x16, the base GAN works at 32x32"):
+    with pytest.raises(USER_ERRORS, match="are 16x16, the base GAN works at 32x32"):
         finetune(_config(tiny_world, tmp_path / "ft", init="zero", pairs=str(small)), progress=False)
-    with pytest.raises(WeightgenError, match="'icy teal' is not in the pairs folder"):
+    with pytest.raises(USER_ERRORS, match="'icy teal' is not in the pairs folder"):
         finetune(_config(tiny_world, tmp_path / "ft", init="zero", pairs=str(small), concept=HELDOUT[1]),
                  progress=False)

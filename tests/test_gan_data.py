@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from gan.data import PairedData, load_concept, read_manifest, to_float, to_uint8
-from gan.metrics import PairedMetrics, fid_kid
-from weightgen.pairs.synthetic import write_synthetic_pairs
-from gan.viz import write_grid
-from weightgen.errors import WeightgenError
 from gan.io import read_json, write_json
+from gan.metrics import PairedMetrics, fid_kid
+from gan.viz import write_grid
+from weightgen.errors import USER_ERRORS
+from weightgen.pairs.synthetic import write_synthetic_pairs
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,9 @@ def test_load_by_id_text_and_all(pairs):
 
 
 def test_missing_concept_and_folder(pairs, tmp_path):
-    with pytest.raises(WeightgenError, match="concept 'van gogh' is not in the pairs folder"):
+    with pytest.raises(USER_ERRORS, match="concept 'van gogh' is not in the pairs folder"):
         PairedData.load(pairs, ["van gogh"])
-    with pytest.raises(WeightgenError, match="pairs folder not found"):
+    with pytest.raises(USER_ERRORS, match="pairs folder not found"):
         PairedData.load(tmp_path / "nothing")
 
 
@@ -43,16 +43,16 @@ def test_corrupt_or_wrong_pairs_file(pairs, tmp_path):
     root = write_synthetic_pairs(tmp_path / "p", ["a"], n_train=2, n_test=1, image_size=8)
     cid = next(iter(read_manifest(root)["concepts"]))
     (root / cid / "pairs.safetensors").write_bytes(b"\x00" * 10)
-    with pytest.raises(WeightgenError, match="corrupt weights file .*pairs.safetensors"):
+    with pytest.raises(USER_ERRORS, match="corrupt weights file .*pairs.safetensors"):
         load_concept(root, cid)
     from gan.io import save_tensors
 
     save_tensors(root / cid / "pairs.safetensors", {"train_source": torch.zeros(2, 3, 8, 8)})
-    with pytest.raises(WeightgenError, match="lacks tensors"):
+    with pytest.raises(USER_ERRORS, match="lacks tensors"):
         load_concept(root, cid)
     manifest = read_json(root / "manifest.json")
     write_json(root / "manifest.json", {**manifest, "format": "something-else"})
-    with pytest.raises(WeightgenError, match="is not a weightgen-pairs manifest"):
+    with pytest.raises(USER_ERRORS, match="is not a weightgen-pairs manifest"):
         read_manifest(root)
 
 
@@ -92,15 +92,15 @@ def test_paired_metrics_known_values():
     m.update((real + 0.2).clamp(-1, 1), real)  # +0.1 in [0, 1] units where not clipped
     shifted = m.compute()
     assert 0.05 < shifted["l1"] <= 0.1 + 1e-6 and 18 < shifted["psnr"] < 27 and shifted["ssim"] < 1
-    with pytest.raises(WeightgenError, match="no test images"):
+    with pytest.raises(USER_ERRORS, match="no test images"):
         PairedMetrics().compute()
 
 
 def test_fid_needs_local_weights(tmp_path):
     imgs = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
-    with pytest.raises(WeightgenError, match="FID/KID need Inception weights"):
+    with pytest.raises(USER_ERRORS, match="FID/KID need Inception weights"):
         fid_kid(imgs, imgs)
-    with pytest.raises(WeightgenError, match="Inception weights file not found"):
+    with pytest.raises(USER_ERRORS, match="Inception weights file not found"):
         fid_kid(imgs, imgs, inception_weights=tmp_path / "missing.pth")
 
 
@@ -133,6 +133,6 @@ def test_grid_png(tmp_path):
     path = write_grid(tmp_path / "g.png", {"source": imgs, "target": imgs, "lora": imgs}, scale=2)
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size == (3 * 18 + 2, 14 + 3 * 18 + 2)
-    with pytest.raises(WeightgenError, match="one shape"):
+    with pytest.raises(USER_ERRORS, match="one shape"):
         write_grid(tmp_path / "bad.png", {"a": imgs, "b": imgs[:, :, :4]})
     assert not (tmp_path / "bad.png").exists()

@@ -9,8 +9,15 @@ from peft import PeftModel
 
 from gan.config import LoraSettings, default_rank_pattern
 from gan.generator import Generator
-from gan.lora import add_lora, count_lora_params, fingerprint, load_adapter, save_adapter, weights_hash
-from weightgen.errors import WeightgenError
+from gan.lora import (
+    add_lora,
+    count_lora_params,
+    fingerprint,
+    load_adapter,
+    save_adapter,
+    weights_hash,
+)
+from weightgen.errors import USER_ERRORS
 
 TINY = dict(base_channels=8, n_downsample=2, n_res_blocks=1, attention_heads=2, image_size=32)
 
@@ -116,30 +123,30 @@ def test_fingerprint_is_architecture_not_weights(base):
 def test_adapter_for_other_architecture_refused(base, tmp_path):
     save_adapter(_trained_adapter(base), tmp_path / "a")
     other = Generator(**{**TINY, "base_channels": 16})
-    with pytest.raises(WeightgenError, match=r"was trained for base [0-9a-f]{16}, this base is [0-9a-f]{16}"):
+    with pytest.raises(USER_ERRORS, match=r"was trained for base [0-9a-f]{16}, this base is [0-9a-f]{16}"):
         load_adapter(other, tmp_path / "a")
     # Without the sidecar (a plain peft folder), the shape mismatch still becomes one clear line.
     (tmp_path / "a" / "weightgen.json").unlink()
-    with pytest.raises(WeightgenError, match="does not fit this base generator: .*size mismatch"):
+    with pytest.raises(USER_ERRORS, match="does not fit this base generator: .*size mismatch"):
         load_adapter(Generator(**{**TINY, "base_channels": 16}), tmp_path / "a")
 
 
 def test_adapter_for_other_base_weights_refused(base, tmp_path):
     save_adapter(_trained_adapter(base), tmp_path / "a")
     retrained = Generator(**TINY)  # same architecture, other weights
-    with pytest.raises(WeightgenError, match="trained for base weights"):
+    with pytest.raises(USER_ERRORS, match="trained for base weights"):
         load_adapter(retrained, tmp_path / "a")
     assert isinstance(load_adapter(Generator(**TINY), tmp_path / "a", check_weights=False), PeftModel)
 
 
 def test_missing_corrupt_and_partial_adapters(base, tmp_path):
-    with pytest.raises(WeightgenError, match="adapter folder not found"):
+    with pytest.raises(USER_ERRORS, match="adapter folder not found"):
         load_adapter(copy.deepcopy(base), tmp_path / "nope")
     save_adapter(_trained_adapter(base), tmp_path / "a")
     weights = tmp_path / "a" / "adapter_model.safetensors"
     good = weights.read_bytes()
     weights.write_bytes(b"not safetensors at all")
-    with pytest.raises(WeightgenError, match="corrupt weights file"):
+    with pytest.raises(USER_ERRORS, match="corrupt weights file"):
         load_adapter(copy.deepcopy(base), tmp_path / "a")
     # A partial adapter (one tensor dropped) must not load silently.
     from safetensors.torch import load, save
@@ -147,21 +154,21 @@ def test_missing_corrupt_and_partial_adapters(base, tmp_path):
     tensors = load(good)
     tensors.pop(sorted(tensors)[0])
     weights.write_bytes(save(tensors))
-    with pytest.raises(WeightgenError, match="1 missing tensors"):
+    with pytest.raises(USER_ERRORS, match="1 missing tensors"):
         load_adapter(copy.deepcopy(base), tmp_path / "a")
     weights.unlink()
-    with pytest.raises(WeightgenError, match="has no adapter_model.safetensors"):
+    with pytest.raises(USER_ERRORS, match="has no adapter_model.safetensors"):
         load_adapter(copy.deepcopy(base), tmp_path / "a")
 
 
 def test_unknown_target_module_is_clear(base):
-    with pytest.raises(WeightgenError, match="cannot put LoRA on this generator"):
+    with pytest.raises(USER_ERRORS, match="cannot put LoRA on this generator"):
         add_lora(base, LoraSettings(target_modules=("no_such_layer",)))
 
 
 def test_save_refuses_existing_folder(base, tmp_path):
     model = _trained_adapter(base)
     save_adapter(model, tmp_path / "a")
-    with pytest.raises(WeightgenError, match="already exists"):
+    with pytest.raises(USER_ERRORS, match="already exists"):
         save_adapter(model, tmp_path / "a")
     save_adapter(model, tmp_path / "a", overwrite=True)

@@ -3,10 +3,16 @@
 import pytest
 import torch
 
-from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
+from gan.config import (
+    BaseTrainConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    LoraSettings,
+    TrainConfig,
+)
 from gan.discriminator import Discriminator
 from gan.generator import Generator
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
 
 TINY = dict(base_channels=8, n_downsample=2, n_res_blocks=1, attention_heads=2, image_size=32)
 
@@ -30,7 +36,7 @@ def test_discriminator_patch_logits():
     d = Discriminator(base_channels=8)
     x = torch.randn(2, 3, 64, 64)
     assert d(x, x).shape == (2, 1, 6, 6)
-    with pytest.raises(WeightgenError, match="channels"):
+    with pytest.raises(USER_ERRORS, match="channels"):
         d(x, torch.randn(2, 1, 64, 64))
 
 
@@ -47,7 +53,7 @@ def test_default_param_counts():
 ])
 def test_generator_refuses_bad_input(shape, match):
     g = Generator(**TINY)
-    with pytest.raises(WeightgenError, match=match):
+    with pytest.raises(USER_ERRORS, match=match):
         g(torch.zeros(shape))
 
 
@@ -66,12 +72,12 @@ def test_generator_refuses_bad_input(shape, match):
     (TrainConfig, dict(checkpoint_steps=[0]), "checkpoint_steps"),
 ])
 def test_configs_echo_bad_values(cls, kwargs, match):
-    with pytest.raises(WeightgenError, match=match):
+    with pytest.raises(USER_ERRORS, match=match):
         cls(**kwargs)
 
 
 def test_generator_constructor_validates_like_its_config():
-    with pytest.raises(WeightgenError, match=r"60 is not divisible by 2\*\*n_downsample = 8"):
+    with pytest.raises(USER_ERRORS, match=r"60 is not divisible by 2\*\*n_downsample = 8"):
         Generator(n_downsample=3, image_size=60)
 
 
@@ -83,7 +89,7 @@ def test_config_dict_round_trip():
 
     again = BaseTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
-    with pytest.raises(WeightgenError, match="unknown TrainConfig fields"):
+    with pytest.raises(USER_ERRORS, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"steps": 3})
 
 
@@ -107,15 +113,15 @@ def test_save_pretrained_round_trip(tmp_path):
 def test_load_model_errors_are_one_line(tmp_path):
     from gan.base import load_base, load_model
 
-    with pytest.raises(WeightgenError, match="Generator folder not found"):
+    with pytest.raises(USER_ERRORS, match="Generator folder not found"):
         load_model(Generator, tmp_path / "nope")
     Generator(**TINY).save_pretrained(tmp_path / "g")
     (tmp_path / "g" / "config.json").write_text(
         (tmp_path / "g" / "config.json").read_text().replace('"base_channels": 8', '"base_channels": 16'))
-    with pytest.raises(WeightgenError, match="cannot load Generator from .*expected shape"):
+    with pytest.raises(USER_ERRORS, match="cannot load Generator from .*expected shape"):
         load_model(Generator, tmp_path / "g")
     (tmp_path / "g" / "config.json").unlink()
-    with pytest.raises(WeightgenError, match="cannot load Generator from .*config.json"):
+    with pytest.raises(USER_ERRORS, match="cannot load Generator from .*config.json"):
         load_model(Generator, tmp_path / "g")
-    with pytest.raises(WeightgenError, match="base folder not found"):
+    with pytest.raises(USER_ERRORS, match="base folder not found"):
         load_base(tmp_path / "no_base")

@@ -6,15 +6,21 @@ import pytest
 import torch
 
 from gan.base import load_base, read_base_meta, train_base
-from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
+from gan.config import (
+    BaseTrainConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    LoraSettings,
+    TrainConfig,
+)
 from gan.data import PairedData, read_manifest
 from gan.discriminator import Discriminator
-from gan.lora_training import adapter_checkpoints, train_lora
 from gan.generator import Generator
 from gan.lora import load_adapter
-from weightgen.pairs.synthetic import write_synthetic_pairs
+from gan.lora_training import adapter_checkpoints, train_lora
 from weightgen.cli import main
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
+from weightgen.pairs.synthetic import write_synthetic_pairs
 
 TINY_G = dict(base_channels=8, n_downsample=2, n_res_blocks=1, attention_heads=2)
 
@@ -84,14 +90,14 @@ def test_base_folder(base_dir, pairs):
     assert meta["config"]["generator"]["base_channels"] == 8 and len(meta["history"]) == 3
     x = torch.zeros(1, 3, 32, 32)
     assert g(x).shape == (1, 3, 32, 32) and d(x, x).dim() == 4
-    with pytest.raises(WeightgenError, match="already exists"):
+    with pytest.raises(USER_ERRORS, match="already exists"):
         train_base(pairs, None, BaseTrainConfig(), base_dir, progress=False)
 
 
 def test_train_base_refuses_images_of_the_wrong_size(tmp_path):
     root = write_synthetic_pairs(tmp_path / "p", ["a"], n_train=2, n_test=1, image_size=20)
     config = BaseTrainConfig(GeneratorConfig(**{**TINY_G, "n_downsample": 3}, image_size=32))
-    with pytest.raises(WeightgenError, match="20x20, not divisible by 8"):
+    with pytest.raises(USER_ERRORS, match="20x20, not divisible by 8"):
         train_base(root, None, config, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from weightgen.chunks import build_chunk_dataset, load_chunk_dataset, write_adapter
+from weightgen.errors import USER_ERRORS
 from weightgen.generator.diffusion import DiffusionConfig
-from weightgen.errors import WeightgenError
 from weightgen.generator.pipeline import WeightGenPipeline
 from weightgen.generator.training import GeneratorTrainer, TrainConfig, train_generator
 
@@ -151,10 +151,10 @@ def test_resume_follows_the_uninterrupted_trajectory(zoo_chunks, encoder, tmp_pa
 def test_resume_refuses_other_settings_and_unasked_reuse(zoo_chunks, encoder, tmp_path):
     chunks_dir = zoo_chunks[0]
     train_generator(chunks_dir, tmp_path / "run", tiny_config(steps=2), progress=False, text_encoder=encoder)
-    with pytest.raises(WeightgenError, match="already holds a training run"):
+    with pytest.raises(USER_ERRORS, match="already holds a training run"):
         train_generator(chunks_dir, tmp_path / "run", tiny_config(steps=4), progress=False, text_encoder=encoder)
     other = tiny_config(steps=4, diffusion=DiffusionConfig(prediction_type="epsilon"))
-    with pytest.raises(WeightgenError, match="diffusion was"):
+    with pytest.raises(USER_ERRORS, match="diffusion was"):
         train_generator(chunks_dir, tmp_path / "run", other, resume=True, progress=False, text_encoder=encoder)
     # more steps is a fine change
     out = train_generator(chunks_dir, tmp_path / "run", tiny_config(steps=4), resume=True, progress=False,

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from weightgen.chunks import ChunkLayout, read_adapter
+from weightgen.errors import USER_ERRORS
 from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
-from weightgen.errors import WeightgenError
+from weightgen.generator.network import WeightUNet1D
 from weightgen.generator.pipeline import WeightGenPipeline, concept_seed, write_adapters
 from weightgen.generator.sizes import MODEL_SIZES
-from weightgen.generator.network import WeightUNet1D
 
 BLOCK = 64
 A, B, C = "van gogh style", "pencil sketch", "a   cyberpunk city at night"
@@ -119,7 +119,7 @@ def test_written_adapter_loads_with_peft(pipe, tmp_path):
 
 
 def test_many_concepts_get_one_folder_each(pipe, tmp_path):
-    from weightgen.pairs import concept_id
+    from prompts.identity import concept_id
 
     written, _ = write_adapters(pipe, [A, B, A], tmp_path / "many")
     assert list(written) == [A, B]
@@ -214,7 +214,7 @@ def test_nan_weights_are_refused_and_never_written(encoder, peft_adapter, fast_e
     sd, config = peft_adapter
     layout = ChunkLayout.from_state_dict(sd, BLOCK, config)
     nan_pipe = make_pipeline(encoder, layout, nan=True)
-    with pytest.raises(WeightgenError, match="NaN/Inf"):
+    with pytest.raises(USER_ERRORS, match="NaN/Inf"):
         write_adapters(nan_pipe, [A], tmp_path / "o")
     nan_pipe.save_pretrained(tmp_path / "gen")
     assert run_cli(["init", "--generator", tmp_path / "gen", "--concept", A, "--concept", B, "--out", tmp_path / "o"]) == 1

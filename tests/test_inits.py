@@ -2,12 +2,18 @@
 
 import pytest
 import torch
-
 from tiny_world import HELDOUT, TRAIN
-from weightgen.errors import WeightgenError
+
 from weightgen.chunks.evaluate import AdapterEvaluator, validation_fn
+from weightgen.errors import USER_ERRORS
+from weightgen.finetune.starts import (
+    INIT_KINDS,
+    InitSources,
+    ZooReference,
+    describe_nearest,
+    init_weights,
+)
 from weightgen.generator.pipeline import WeightGenPipeline
-from weightgen.finetune.starts import INIT_KINDS, InitSources, ZooReference, describe_nearest, init_weights
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +75,15 @@ def test_reference_round_trip_and_bad_input(sources, tmp_path):
     ref = sources.reference
     loaded = ZooReference.load(ref.save(tmp_path / "ref"))
     assert loaded.texts == ref.texts and torch.equal(loaded.final, ref.final) and torch.equal(loaded.mean, ref.mean)
-    with pytest.raises(WeightgenError, match="no zoo reference"):
+    with pytest.raises(USER_ERRORS, match="no zoo reference"):
         ZooReference.load(tmp_path / "nothing")
-    with pytest.raises(WeightgenError, match="unknown init 'best'"):
+    with pytest.raises(USER_ERRORS, match="unknown init 'best'"):
         init_weights("best", "x", sources)
-    with pytest.raises(WeightgenError, match="needs the training zoo"):
+    with pytest.raises(USER_ERRORS, match="needs the training zoo"):
         init_weights("mean", "x", InitSources(pipeline=sources.pipeline))
-    with pytest.raises(WeightgenError, match="needs a weight generator"):
+    with pytest.raises(USER_ERRORS, match="needs a weight generator"):
         init_weights("generated", "x", InitSources(reference=ref))
-    with pytest.raises(WeightgenError, match="empty concept"):
+    with pytest.raises(USER_ERRORS, match="empty concept"):
         init_weights("mean", "  ", sources)
 
 
@@ -130,7 +136,7 @@ def test_text_dropout_validation_split_and_guidance_sweep(tiny_world, tmp_path, 
     assert pipe.guidance_scale == info["guidance_scale"]
     plain, none, half = (pipe.generate_blocks(["pink glow"], guidance_scale=s) for s in (1.0, 0.0, 0.5))
     assert torch.allclose(half, (plain + none) / 2, atol=1e-4)  # single step, sample prediction: linear in scale
-    with pytest.raises(WeightgenError, match="guidance scale must be >= 0"):
+    with pytest.raises(USER_ERRORS, match="guidance scale must be >= 0"):
         pipe.generate_blocks(["pink glow"], guidance_scale=-1)
     with pytest.raises(SystemExit) as e:
         main(["train", "--chunks", str(tiny_world.chunks), "--out", str(tmp_path / "r2"), "--steps", "2",

@@ -7,12 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from weightgen.cli import main as cli_main
-from weightgen.errors import WeightgenError
 from gan.io import load_tensors, read_json
-from weightgen.pairs import concept_id
+from prompts.identity import concept_id
+from weightgen.cli import main as cli_main
+from weightgen.errors import USER_ERRORS
 from weightgen.pairs.build import PairsConfig, build_pairs, read_concepts_file
-from weightgen.pairs.sources import BUNDLED_PHOTOS, SourceConfig, build_sources, load_photos
+from weightgen.pairs.sources import (
+    BUNDLED_PHOTOS,
+    SourceConfig,
+    build_sources,
+    load_photos,
+)
 
 
 def _photo(path, mode="RGB", size=(96, 80), seed=0):
@@ -49,7 +54,7 @@ def test_concept_id_format():
     long = concept_id("x" * 100 + " style")
     assert len(long) == 40 + 1 + 8 and all(c.isalnum() or c == "-" for c in long)
     assert concept_id("van gogh style") != concept_id("van gogh style!")
-    with pytest.raises(WeightgenError, match="empty"):
+    with pytest.raises(USER_ERRORS, match="empty"):
         concept_id("  ")
 
 
@@ -80,11 +85,11 @@ def test_user_folder_converts_and_skips_bad_images(tmp_path, photo_dir):
     assert len(ps.photos) == 6 and all(p.ndim == 3 and p.shape[2] == 3 and p.dtype == np.uint8 for p in ps.photos.values())
     gray = ps.photos["p2.png"]
     assert np.array_equal(gray[..., 0], gray[..., 1])  # grayscale repeated into RGB
-    with pytest.raises(WeightgenError, match="sources folder not found"):
+    with pytest.raises(USER_ERRORS, match="sources folder not found"):
         load_photos(tmp_path / "nope")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(WeightgenError, match="at least 2 usable source photos"):
+    with pytest.raises(USER_ERRORS, match="at least 2 usable source photos"):
         build_sources(SourceConfig(folder=str(empty)))
 
 
@@ -146,7 +151,7 @@ def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path, photo
     assert len(read_json(out / "manifest.json")["concepts"]) == 3
 
     # same folder, other settings: refused with the reason, unless --overwrite
-    with pytest.raises(WeightgenError, match=r"seed=0 \(asked 1\).*--overwrite"):
+    with pytest.raises(USER_ERRORS, match=r"seed=0 \(asked 1\).*--overwrite"):
         build_pairs(concepts[:1], PairsConfig(**{**cfg.__dict__, "seed": 1}), editor=editor)
     report = build_pairs(concepts[:1], PairsConfig(**{**cfg.__dict__, "seed": 1, "overwrite": True}), editor=editor)
     m = read_json(out / "manifest.json")
@@ -156,12 +161,12 @@ def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path, photo
 
 def test_bad_concept_lists(tmp_path, editor):
     cfg = PairsConfig(out=str(tmp_path / "ds"), image_size=32, n_train=2, n_test=1)
-    with pytest.raises(WeightgenError, match="concept #2 is empty"):
+    with pytest.raises(USER_ERRORS, match="concept #2 is empty"):
         build_pairs(["at night", "   "], cfg, editor=editor)
     assert not (tmp_path / "ds").exists()
-    with pytest.raises(WeightgenError, match="no concepts"):
+    with pytest.raises(USER_ERRORS, match="no concepts"):
         build_pairs([], cfg, editor=editor)
-    with pytest.raises(WeightgenError, match="unknown editor"):
+    with pytest.raises(USER_ERRORS, match="unknown editor"):
         PairsConfig(out="x", editor="dall-e")
     text_file = tmp_path / "c.txt"
     text_file.write_text("# my concepts\nvan gogh style\n\n  at night  \n")
@@ -170,7 +175,7 @@ def test_bad_concept_lists(tmp_path, editor):
     json_file.write_text(json.dumps({"concepts": [{"text": "made of gold"}, {"text": "pixel art"}]}))
     assert read_concepts_file(json_file) == ["made of gold", "pixel art"]
     json_file.write_text("[1, 2")
-    with pytest.raises(WeightgenError, match="corrupt JSON"):
+    with pytest.raises(USER_ERRORS, match="corrupt JSON"):
         read_concepts_file(json_file)
 
 

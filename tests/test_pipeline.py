@@ -3,14 +3,21 @@
 import json
 import re
 import shutil
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from weightgen.errors import WeightgenError
-from weightgen.pipeline.runner import STAGES, Pipeline, PipelineConfig, config_from_dict, load_config, to_toml
+from weightgen.errors import USER_ERRORS
+from weightgen.pipeline.runner import (
+    STAGES,
+    Pipeline,
+    PipelineConfig,
+    config_from_dict,
+    load_config,
+    to_toml,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODERS: dict = {}  # one MiniLM for every pipeline in this module
@@ -65,8 +72,8 @@ def test_tiny_config_end_to_end(tiny_run):
     log = [json.loads(line) for line in (work / "generator-run" / "training" / "log.jsonl").read_text().splitlines()]
     assert any("validation" in r and "val_l1" in r["validation"] for r in log)
     # the shipped folder loads: generator (with the base it names) and the zoo reference
-    from weightgen.generator.pipeline import WeightGenPipeline
     from weightgen.finetune.starts import ZooReference
+    from weightgen.generator.pipeline import WeightGenPipeline
 
     target = path.parent / "assets"
     gen = WeightGenPipeline.from_pretrained(target / "generator", text_encoder=ENCODERS[("minilm", None)])
@@ -152,14 +159,14 @@ def test_changed_config_is_refused_then_overwritten(tiny_run, tmp_path):
     plan = {s.stage: s for s in pipe.inspect()}
     assert plan["chunks"].state == "changed" and "chunks.block_size was 64, now 32" in plan["chunks"].detail
     assert plan["generator"].state == "changed" and plan["zoo"].state == "done"
-    with pytest.raises(WeightgenError, match=r"stage chunks was built with another config: chunks.block_size was 64"):
+    with pytest.raises(USER_ERRORS, match=r"stage chunks was built with another config: chunks.block_size was 64"):
         pipe.run(progress=False)
     pipe.run("chunks", overwrite_changed=True, progress=False)
     from weightgen.chunks import ChunkLayout
 
     assert ChunkLayout.load(pipe.work / "chunks").block_size == 32
     assert states(pipe)["chunks"] == "done" and states(pipe)["generator"] == "changed"  # its input changed
-    with pytest.raises(WeightgenError, match="its input chunks changed since it was built"):
+    with pytest.raises(USER_ERRORS, match="its input chunks changed since it was built"):
         pipe.run("generator", progress=False)
 
 
@@ -176,7 +183,7 @@ def test_outputs_without_a_record_need_adopt(tiny_run, tmp_path):
     (pipe.work / "pipeline_state.json").unlink()
     plan = {s.stage: s for s in pipe.inspect()}
     assert plan["base"].state == "changed" and "not built by this pipeline" in plan["base"].detail
-    with pytest.raises(WeightgenError, match="--adopt"):
+    with pytest.raises(USER_ERRORS, match="--adopt"):
         pipe.run("base", progress=False)
     pipe.run("base,zoo", adopt=True, progress=False)
     assert states(pipe)["base"] == "done" and states(pipe)["zoo"] == "done" and states(pipe)["chunks"] == "changed"
@@ -184,17 +191,17 @@ def test_outputs_without_a_record_need_adopt(tiny_run, tmp_path):
 
 def test_stage_selection_and_launcher_errors(tmp_path, monkeypatch):
     pipe = Pipeline.from_file(write_config(tmp_path, tmp_path / "work", tmp_path / "assets"), encoders=ENCODERS)
-    with pytest.raises(WeightgenError, match="stage chunks needs zoo, which is todo"):
+    with pytest.raises(USER_ERRORS, match="stage chunks needs zoo, which is todo"):
         pipe.run("chunks", progress=False)
-    with pytest.raises(WeightgenError, match=r"unknown stage\(s\) \['zoos'\]"):
+    with pytest.raises(USER_ERRORS, match=r"unknown stage\(s\) \['zoos'\]"):
         pipe.run("base,zoos")
     no_ship = Pipeline(replace(pipe.config, ship=replace(pipe.config.ship, target="")), tmp_path)
     assert "ship" not in no_ship.stages() and no_ship.inspect()[-1].state == "off"
-    with pytest.raises(WeightgenError, match="ship needs a target"):
+    with pytest.raises(USER_ERRORS, match="ship needs a target"):
         no_ship.stages("ship")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(WeightgenError, match="only the zoo stage"):
+    with pytest.raises(USER_ERRORS, match="only the zoo stage"):
         pipe.run("base,zoo")
     assert not (tmp_path / "work").exists()
 
@@ -216,7 +223,7 @@ def test_stage_selection_and_launcher_errors(tmp_path, monkeypatch):
     ({"work": 3}, "bad value for 'work' in the top level of the config: 3 (expected a string)"),
 ])
 def test_config_errors_name_the_key_and_echo_the_value(data, message):
-    with pytest.raises(WeightgenError) as err:
+    with pytest.raises(USER_ERRORS) as err:
         config_from_dict(data)
     assert message in str(err.value)
 
@@ -230,11 +237,11 @@ def test_config_file_errors_through_the_cli(tmp_path, capsys):
         main(["pipeline", str(bad), "--dry-run"])
     assert exit_.value.code == 1 and "error: unknown key 'stepz' in [zoo]" in capsys.readouterr().err
     bad.write_text("[zoo\n")
-    with pytest.raises(WeightgenError, match="cannot parse"):
+    with pytest.raises(USER_ERRORS, match="cannot parse"):
         load_config(bad)
     (tmp_path / "c.json").write_text(json.dumps({"zoo": {"k": 3}}))
     assert load_config(tmp_path / "c.json").zoo.k == 3
-    with pytest.raises(WeightgenError, match="pipeline config not found"):
+    with pytest.raises(USER_ERRORS, match="pipeline config not found"):
         load_config(tmp_path / "missing.toml")
 
 

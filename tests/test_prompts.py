@@ -18,7 +18,7 @@ from prompts.select import select_representative
 from prompts.split import assign_splits
 from prompts.text import check_concept, normalize_text, parse_lines, rejection_reason
 from weightgen.cli import main as cli_main
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,9 @@ def test_concept_id_is_slug_plus_hash_and_ignores_case_and_spacing():
 
 @pytest.mark.parametrize("bad", ["", "   ", "\t\n"])
 def test_empty_concept_is_an_error(bad):
-    with pytest.raises(WeightgenError, match="empty concept"):
+    with pytest.raises(USER_ERRORS, match="empty concept"):
         Concept(text=bad, category="style")
-    with pytest.raises(WeightgenError, match="empty concept"):
+    with pytest.raises(USER_ERRORS, match="empty concept"):
         check_concept(bad)
 
 
@@ -115,7 +115,7 @@ def test_template_backend_gives_valid_deterministic_concepts_and_paraphrases():
         assert len(paras) >= 2, (text, paras)
         assert normalize_text(text) not in {normalize_text(p) for p in paras}
     assert "in the style of van gogh" in backend.paraphrase("van gogh style", 3, seed=0)
-    with pytest.raises(WeightgenError, match="no language model"):
+    with pytest.raises(USER_ERRORS, match="no language model"):
         backend.complete("hello")
 
 
@@ -146,7 +146,7 @@ def test_select_representative_returns_k_distinct_concepts(encoder):
     assert chosen == select_representative(texts, 4, encoder, seed=0)
     assert sorted(select_representative(texts, len(texts), encoder)) == list(range(len(texts)))
     for k in (0, len(texts) + 1):
-        with pytest.raises(WeightgenError, match="k should be"):
+        with pytest.raises(USER_ERRORS, match="k should be"):
             select_representative(texts, k, encoder)
 
 
@@ -189,7 +189,7 @@ def test_split_keeps_families_together_and_never_leaks_heldout_concepts():
     for cat in ("style", "appearance"):
         members = [c for c in singles if c.category == cat]
         assert sum(c.split == "heldout" for c in members) >= 0.3 * len(members)
-    with pytest.raises(WeightgenError, match="heldout_fraction"):
+    with pytest.raises(USER_ERRORS, match="heldout_fraction"):
         assign_splits(concepts, 1.5, seed=0)
 
 
@@ -275,10 +275,10 @@ def test_load_prompt_set_rejects_bad_files(tmp_path):
         "no concepts": {**good, "concepts": []},
     }
     for match, obj in cases.items():
-        with pytest.raises(WeightgenError, match=match):
+        with pytest.raises(USER_ERRORS, match=match):
             load_prompt_set(_write(tmp_path, obj))
     (tmp_path / "broken.json").write_text("{not json")
-    with pytest.raises(WeightgenError, match="corrupt JSON"):
+    with pytest.raises(USER_ERRORS, match="corrupt JSON"):
         load_prompt_set(tmp_path / "broken.json")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from prompts.llm import REGISTRY, LLMOptions, OpenAIBackend, make_backend
 from prompts.text import rejection_reason
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
 
 SECRET = "sk-test-not-a-real-key-123"
 
@@ -54,7 +54,7 @@ def server():
 
 def test_registry_lists_every_backend():
     assert set(REGISTRY) == {"openai", "transformers", "smollm2", "template"}
-    with pytest.raises(WeightgenError, match="unknown LLM backend 'gpt5'"):
+    with pytest.raises(USER_ERRORS, match="unknown LLM backend 'gpt5'"):
         make_backend("gpt5")
 
 
@@ -78,11 +78,11 @@ def test_openai_backend_http_errors_are_clear_and_never_show_the_key(server, mon
     monkeypatch.setenv("WG_TEST_KEY", SECRET)
     FakeOpenAI.status = 401
     backend = OpenAIBackend(server, "tiny", api_key_env="WG_TEST_KEY", timeout_s=5, max_retries=0)
-    with pytest.raises(WeightgenError, match=r"HTTP 401 \(is \$WG_TEST_KEY set\?\)") as e:
+    with pytest.raises(USER_ERRORS, match=r"HTTP 401 \(is \$WG_TEST_KEY set\?\)") as e:
         backend.complete("hi")
     assert SECRET not in str(e.value)
     FakeOpenAI.status, FakeOpenAI.requests = 503, []
-    with pytest.raises(WeightgenError, match="HTTP 503"):
+    with pytest.raises(USER_ERRORS, match="HTTP 503"):
         OpenAIBackend(server, "tiny", timeout_s=5, max_retries=1).complete("hi")
     assert len(FakeOpenAI.requests) == 2  # one retry on 5xx
 
@@ -92,7 +92,7 @@ def test_openai_backend_unreachable_endpoint_fails_after_a_bounded_timeout():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.monotonic()
-    with pytest.raises(WeightgenError, match=rf"LLM endpoint http://127.0.0.1:{port}/v1/chat/completions unreachable after"):
+    with pytest.raises(USER_ERRORS, match=rf"LLM endpoint http://127.0.0.1:{port}/v1/chat/completions unreachable after"):
         OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout_s=0.5).complete("hi")
     assert time.monotonic() - start < 3
     # a server that accepts the connection but never answers: the timeout bounds the wait
@@ -101,19 +101,19 @@ def test_openai_backend_unreachable_endpoint_fails_after_a_bounded_timeout():
         silent.listen(1)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
         start = time.monotonic()
-        with pytest.raises(WeightgenError, match="unreachable after .*timeout 0.3s"):
+        with pytest.raises(USER_ERRORS, match="unreachable after .*timeout 0.3s"):
             OpenAIBackend(url, "m", timeout_s=0.3).complete("hi")
         assert time.monotonic() - start < 3
-    with pytest.raises(WeightgenError, match="http"):
+    with pytest.raises(USER_ERRORS, match="http"):
         OpenAIBackend("localhost:8000", "m")
-    with pytest.raises(WeightgenError, match="timeout_s"):
+    with pytest.raises(USER_ERRORS, match="timeout_s"):
         LLMOptions(timeout_s=0)
 
 
 def test_transformers_backend_needs_an_existing_folder(tmp_path):
-    with pytest.raises(WeightgenError, match="needs a model folder"):
+    with pytest.raises(USER_ERRORS, match="needs a model folder"):
         make_backend("transformers", LLMOptions())
-    with pytest.raises(WeightgenError, match="not found"):
+    with pytest.raises(USER_ERRORS, match="not found"):
         make_backend("transformers", LLMOptions(path=str(tmp_path / "missing")))
 
 

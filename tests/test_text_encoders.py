@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
 from weightgen.text_encoders import (
     TEXT_ENCODERS,
     CLIPEncoder,
@@ -124,7 +124,7 @@ def test_open_clip_reload_is_identical_and_other_weights_differ(open_clip_dir, o
     assert torch.equal(again.encode(TEXTS).tokens, open_clip_encoder.encode(TEXTS).tokens)
     other = save_open_clip_folder(tmp_path / "other", seed=1)
     assert load_text_encoder("open_clip", str(other)).fingerprint["version"] != open_clip_encoder.fingerprint["version"]
-    with pytest.raises(WeightgenError, match="text encoder mismatch: .* version"):
+    with pytest.raises(USER_ERRORS, match="text encoder mismatch: .* version"):
         load_text_encoder_from_fingerprint(open_clip_encoder.fingerprint, path=str(other))
 
 
@@ -150,26 +150,26 @@ def test_open_clip_truncation_warns(open_clip_encoder):
 
 
 def test_open_clip_missing_or_bad_weights(open_clip_dir, tmp_path):
-    with pytest.raises(WeightgenError, match="'open_clip' needs local weights"):
+    with pytest.raises(USER_ERRORS, match="'open_clip' needs local weights"):
         load_text_encoder("open_clip")
-    with pytest.raises(WeightgenError, match="open_clip weights not found: .*nope"):
+    with pytest.raises(USER_ERRORS, match="open_clip weights not found: .*nope"):
         load_text_encoder("open_clip", str(tmp_path / "nope"))
-    with pytest.raises(WeightgenError, match="cannot load open_clip .*laion2b_s34b_b79k"):  # a real tag, not cached
+    with pytest.raises(USER_ERRORS, match="cannot load open_clip .*laion2b_s34b_b79k"):  # a real tag, not cached
         load_text_encoder("open_clip", "laion2b_s34b_b79k", model_name="ViT-B-32")
-    with pytest.raises(WeightgenError, match="pretrained tag"):
+    with pytest.raises(USER_ERRORS, match="pretrained tag"):
         load_text_encoder("open_clip", "laion2b_s34b_b79k-typo")
     (tmp_path / "noweights").mkdir()
     (tmp_path / "noweights/open_clip_config.json").write_text((open_clip_dir / "open_clip_config.json").read_text())
-    with pytest.raises(WeightgenError, match="noweights has no weights file"):
+    with pytest.raises(USER_ERRORS, match="noweights has no weights file"):
         load_text_encoder("open_clip", str(tmp_path / "noweights"))
     (tmp_path / "noconfig").mkdir()
-    with pytest.raises(WeightgenError, match="noconfig lacks open_clip_config.json"):
+    with pytest.raises(USER_ERRORS, match="noconfig lacks open_clip_config.json"):
         load_text_encoder("open_clip", str(tmp_path / "noconfig"))
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(WeightgenError, match="corrupt weights file .*bad.safetensors"):
+    with pytest.raises(USER_ERRORS, match="corrupt weights file .*bad.safetensors"):
         OpenCLIPEncoder(str(bad), model_name="ViT-B-32")
-    with pytest.raises(WeightgenError, match="unknown open_clip architecture 'ViT-Q-99'"):
+    with pytest.raises(USER_ERRORS, match="unknown open_clip architecture 'ViT-Q-99'"):
         OpenCLIPEncoder(str(bad), model_name="ViT-Q-99")
 
 
@@ -214,20 +214,20 @@ def test_clip_full_model_uses_projection(tmp_path):
 def test_clip_missing_files(clip_dir, tmp_path):
     import shutil
 
-    with pytest.raises(WeightgenError, match="'clip' needs a local folder"):
+    with pytest.raises(USER_ERRORS, match="'clip' needs a local folder"):
         load_text_encoder("clip")
-    with pytest.raises(WeightgenError, match="text encoder folder not found: .*nope"):
+    with pytest.raises(USER_ERRORS, match="text encoder folder not found: .*nope"):
         load_text_encoder("clip", str(tmp_path / "nope"))
     shutil.copytree(clip_dir, tmp_path / "c")
     for name in ("vocab.json", "tokenizer.json"):
         (tmp_path / "c" / name).unlink(missing_ok=True)
-    with pytest.raises(WeightgenError, match="has no tokenizer files"):
+    with pytest.raises(USER_ERRORS, match="has no tokenizer files"):
         load_text_encoder("clip", str(tmp_path / "c"))
     (tmp_path / "c/model.safetensors").unlink()
-    with pytest.raises(WeightgenError, match="has no weights"):
+    with pytest.raises(USER_ERRORS, match="has no weights"):
         load_text_encoder("clip", str(tmp_path / "c"))
     (tmp_path / "c/config.json").unlink()
-    with pytest.raises(WeightgenError, match="lacks config.json"):
+    with pytest.raises(USER_ERRORS, match="lacks config.json"):
         load_text_encoder("clip", str(tmp_path / "c"))
 
 
@@ -236,10 +236,10 @@ def test_clip_missing_files(clip_dir, tmp_path):
 
 def test_registry_and_minilm_default():
     assert set(TEXT_ENCODERS) == {"minilm", "open_clip", "clip"}
-    with pytest.raises(WeightgenError, match="unknown text encoder 'bert'.*'clip', 'minilm', 'open_clip'"):
+    with pytest.raises(USER_ERRORS, match="unknown text encoder 'bert'.*'clip', 'minilm', 'open_clip'"):
         load_text_encoder("bert")
     enc = load_text_encoder()
     assert enc.name == "minilm" and enc.embed(["van gogh style"]).shape == (1, 384)
     assert load_text_encoder_from_fingerprint(enc.fingerprint).fingerprint == enc.fingerprint
-    with pytest.raises(WeightgenError, match="empty concept text"):
+    with pytest.raises(USER_ERRORS, match="empty concept text"):
         enc.encode(["  "])

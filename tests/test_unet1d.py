@@ -3,9 +3,13 @@
 import pytest
 import torch
 
-from weightgen.generator.diffusion import PREDICTION_TYPES, DiffusionConfig, WeightDiffusion
-from weightgen.generator.sizes import MODEL_SIZES
+from weightgen.generator.diffusion import (
+    PREDICTION_TYPES,
+    DiffusionConfig,
+    WeightDiffusion,
+)
 from weightgen.generator.network import WeightUNet1D
+from weightgen.generator.sizes import MODEL_SIZES
 
 B, BLOCK, TEXT_DIM = 6, 64, 24
 

@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
-from weightgen.pairs.synthetic import write_synthetic_pairs
+from gan.config import (
+    BaseTrainConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    LoraSettings,
+    TrainConfig,
+)
+from prompts.identity import concept_id
 from weightgen.cli import main
-from weightgen.errors import WeightgenError
-from weightgen.pairs import concept_id
+from weightgen.errors import USER_ERRORS
+from weightgen.pairs.synthetic import write_synthetic_pairs
 from weightgen.zoo import (
     BaseConfig,
     ZooConcept,
@@ -145,7 +151,7 @@ def test_disk_full_leaves_nothing_half_written(base, pairs, tmp_path, monkeypatc
         return real_write(path, obj)
 
     monkeypatch.setattr(gan.lora, "write_json", full_disk)
-    with pytest.raises(WeightgenError, match=f"disk full while writing zoo concept {PLAN[1].id}"):
+    with pytest.raises(USER_ERRORS, match=f"disk full while writing zoo concept {PLAN[1].id}"):
         build_zoo(config, PLAN[:3], progress=False)
     assert not (zoo / PLAN[1].id).exists() and not list(zoo.glob(".*"))  # no temporaries, no partial folder
     assert list(read_manifest(zoo)["concepts"]) == [PLAN[0].id]
@@ -159,7 +165,7 @@ def test_changed_settings_are_refused_then_overwritten(base, pairs, tmp_path):
     build_zoo(tiny_config(zoo, base, pairs), PLAN[:1], progress=False)
     other = tiny_config(zoo, base, pairs)
     other = replace(other, train=replace(other.train, max_steps=6, checkpoint_steps=()))
-    with pytest.raises(WeightgenError, match="other settings: train.checkpoint_steps.*train.max_steps=4 \\(now 6\\)"):
+    with pytest.raises(USER_ERRORS, match="other settings: train.checkpoint_steps.*train.max_steps=4 \\(now 6\\)"):
         build_zoo(other, PLAN[:1], progress=False)
     report = build_zoo(replace(other, overwrite=True), PLAN[:1], progress=False)
     assert report.built == [PLAN[0].id]
@@ -167,10 +173,10 @@ def test_changed_settings_are_refused_then_overwritten(base, pairs, tmp_path):
 
 
 def test_missing_pairs_and_base_are_clear_errors(base, pairs, tmp_path):
-    with pytest.raises(WeightgenError, match=r"1 concept\(s\) have no pairs in .*'van gogh style'.*--no-build-pairs"):
+    with pytest.raises(USER_ERRORS, match=r"1 concept\(s\) have no pairs in .*'van gogh style'.*--no-build-pairs"):
         build_zoo(tiny_config(tmp_path / "z", base, pairs, build_pairs=False), [ZooConcept("van gogh style")],
                   progress=False)
-    with pytest.raises(WeightgenError, match="base folder not found: .*nope"):
+    with pytest.raises(USER_ERRORS, match="base folder not found: .*nope"):
         build_zoo(tiny_config(tmp_path / "z", tmp_path / "nope", pairs), PLAN, progress=False)
     assert not (tmp_path / "z").exists()
 
@@ -197,7 +203,7 @@ def test_cli_builds_missing_pairs_on_the_fly(base, tmp_path, capsys):
 def test_checkpoint_steps_and_config_validation(tmp_path):
     assert checkpoint_steps(400, 5, 0.25) == (300, 325, 350, 375, 400)
     assert checkpoint_steps(10, 1, 0.1) == (10,)
-    with pytest.raises(WeightgenError, match="cannot place k=5 distinct checkpoints"):
+    with pytest.raises(USER_ERRORS, match="cannot place k=5 distinct checkpoints"):
         checkpoint_steps(4, 5, 0.25)
     ok = dict(out="z", base="b", pairs="p")
     assert ZooConfig(**ok).train.checkpoint_steps == (300, 325, 350, 375, 400)
@@ -206,11 +212,11 @@ def test_checkpoint_steps_and_config_validation(tmp_path):
                        (dict(splits=("test",)), "`splits` should be"),
                        (dict(threads=0), "`threads` should be"),
                        (dict(train=TrainConfig(max_seconds=5)), "time budget")]:
-        with pytest.raises(WeightgenError, match=match):
+        with pytest.raises(USER_ERRORS, match=match):
             ZooConfig(**ok, **bad)
-    with pytest.raises(WeightgenError, match="listed in both splits"):
+    with pytest.raises(USER_ERRORS, match="listed in both splits"):
         check_plan([ZooConcept("Van  Gogh"), ZooConcept("van gogh", "heldout")])
-    with pytest.raises(WeightgenError, match="split should be one of"):
+    with pytest.raises(USER_ERRORS, match="split should be one of"):
         ZooConcept("x", "test")
 
 
@@ -240,7 +246,7 @@ def test_representative_pick_covers_the_clusters():
     plan = plan_from_prompt_set(ps, 3, 2, HashEncoder())
     assert [c.split for c in plan] == ["train"] * 3 + ["heldout"] * 2
     assert all(c.text.startswith("held") for c in plan[3:])
-    with pytest.raises(WeightgenError, match="asked for 5 heldout concepts, the prompt set has only 3"):
+    with pytest.raises(USER_ERRORS, match="asked for 5 heldout concepts, the prompt set has only 3"):
         plan_from_prompt_set(ps, 3, 5, HashEncoder())
     assert np.isfinite(HashEncoder().embed(["a b"]).numpy()).all()
 

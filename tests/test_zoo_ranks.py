@@ -19,7 +19,14 @@ from gan.config import (
     default_rank_pattern,
 )
 from weightgen.pairs.synthetic import write_synthetic_pairs
-from weightgen.zoo import BaseConfig, ZooConcept, ZooConfig, build_base, build_zoo, read_manifest
+from weightgen.zoo import (
+    BaseConfig,
+    ZooConcept,
+    ZooConfig,
+    build_base,
+    build_zoo,
+    read_manifest,
+)
 from weightgen.zoo.ranks import Ranks
 
 TEXTS = ["warm sepia", "cold blue", "green tint", "pink glow"]

@@ -32,11 +32,17 @@ class TinyWorld:
 
 
 def build_tiny_world(root: Path, generator_steps: int = 40) -> TinyWorld:
-    from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
-    from weightgen.pairs.synthetic import write_synthetic_pairs
+    from gan.config import (
+        BaseTrainConfig,
+        DiscriminatorConfig,
+        GeneratorConfig,
+        LoraSettings,
+        TrainConfig,
+    )
     from weightgen.chunks import build_chunk_dataset
     from weightgen.generator.training import TrainConfig as GenTrainConfig
     from weightgen.generator.training import train_generator
+    from weightgen.pairs.synthetic import write_synthetic_pairs
     from weightgen.zoo import BaseConfig, ZooConcept, ZooConfig, build_base, build_zoo
 
     pairs = write_synthetic_pairs(root / "pairs", TRAIN + HELDOUT, n_train=8, n_test=4, image_size=32)

@@ -19,8 +19,8 @@ from typing import Callable
 
 import torch
 
-from weightgen.errors import WeightgenError
 from gan.io import read_json
+from weightgen.errors import USER_ERRORS, WeightgenError
 
 
 @dataclass
@@ -214,7 +214,7 @@ class OpenCLIPEncoder(TextEncoder):
                 model = open_clip.create_model(model_name, pretrained=str(path), device=device, require_pretrained=True)
                 tokenizer = open_clip.get_tokenizer(model_name)
                 self.model_name = model_name
-        except WeightgenError:
+        except USER_ERRORS:
             raise
         except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError for missing or bad weights
             raise WeightgenError(f"cannot load open_clip text encoder from {path}: {_first_line(e)}") from None
@@ -291,7 +291,12 @@ class CLIPEncoder(TextEncoder):
             raise WeightgenError(f"CLIP folder {p} has no weights (model.safetensors or pytorch_model.bin)")
         if not (p / "tokenizer.json").is_file() and not ((p / "vocab.json").is_file() and (p / "merges.txt").is_file()):
             raise WeightgenError(f"CLIP folder {p} has no tokenizer files (tokenizer.json, or vocab.json + merges.txt)")
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+        from transformers import (
+            CLIPTextConfig,
+            CLIPTextModel,
+            CLIPTextModelWithProjection,
+            CLIPTokenizer,
+        )
         from transformers.utils import logging as hf_logging
 
         full = read_json(p / "config.json")

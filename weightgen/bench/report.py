@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from gan.io import atomic_path, read_json, write_bytes, write_json
 from weightgen.bench.config import METHODS
 from weightgen.bench.runner import CONFIG_FILE, REPORT_FILES, RUN_FORMAT, RUNS_DIR
 from weightgen.bench.stats import (
@@ -26,7 +27,6 @@ from weightgen.bench.stats import (
     ratio_interval,
 )
 from weightgen.errors import WeightgenError
-from gan.io import atomic_path, read_json, write_bytes, write_json
 
 REPORT_FORMAT = "weightgen-bench"
 PRODUCT = "generated"

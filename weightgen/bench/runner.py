@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gan.io import read_json, write_json
 from weightgen import __version__
 from weightgen.bench.config import METHODS, BenchConfig
 from weightgen.bench.stats import first_hit
 from weightgen.errors import WeightgenError
-from gan.io import read_json, write_json
 
 if TYPE_CHECKING:
     from gan.data import PairedData
@@ -149,8 +149,8 @@ class _Bench:
         self.evaluator = AdapterEvaluator(self.base_dir, self.pairs_dir, self.adapter_config)
         self.sources = None
         if generator_dir is not None:
-            from weightgen.generator.pipeline import WeightGenPipeline
             from weightgen.finetune.starts import InitSources, ZooReference
+            from weightgen.generator.pipeline import WeightGenPipeline
 
             pipe = WeightGenPipeline.from_pretrained(generator_dir)
             pipe.check_compatible(base=self.base_meta)
@@ -185,8 +185,8 @@ class _Bench:
         """Fine-tune one concept from one method's start; returns the result record."""
         from gan.base import build_models, load_base
         from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig
-        from gan.lora_training import train_lora
         from gan.lora import count_lora_params
+        from gan.lora_training import train_lora
         from gan.trainer import Pix2PixTrainer
 
         train = self.train_config(method)

@@ -17,7 +17,12 @@ from weightgen.chunks.dataset import (
     read_zoo_blocks,
     zoo_checkpoints,
 )
-from weightgen.chunks.layout import ChunkLayout, GroupSpec, TensorSpec, validate_block_size
+from weightgen.chunks.layout import (
+    ChunkLayout,
+    GroupSpec,
+    TensorSpec,
+    validate_block_size,
+)
 from weightgen.chunks.stats import chunk_stats, memorization_distances
 
 __all__ = [

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from weightgen.errors import WeightgenError
 from gan.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
+from weightgen.errors import WeightgenError
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"

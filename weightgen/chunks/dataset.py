@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from gan.io import atomic_dir, load_tensors, read_json, save_tensors
 from weightgen.chunks.adapters import SIDECAR_FILE, check_adapter_config, read_adapter
 from weightgen.chunks.layout import ChunkLayout
 from weightgen.errors import WeightgenError
-from gan.io import atomic_dir, load_tensors, read_json, save_tensors
 
 ZOO_FORMAT = "weightgen-zoo"
 CHUNKS_FORMAT = "weightgen-chunks"
@@ -98,7 +98,13 @@ def _base_meta(adapter_dir: Path) -> dict:
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

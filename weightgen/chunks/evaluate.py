@@ -137,8 +137,8 @@ def pick_guidance(generator_dir: str | Path, zoo: str | Path, scales: list[float
     """
     import statistics
 
-    from weightgen.generator.pipeline import GENERATOR_FILE, WeightGenPipeline
     from gan.io import read_json, write_json
+    from weightgen.generator.pipeline import GENERATOR_FILE, WeightGenPipeline
 
     generator_dir = Path(generator_dir)
     pipe = WeightGenPipeline.from_pretrained(generator_dir)

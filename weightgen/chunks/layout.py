@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from weightgen.errors import WeightgenError
 from gan.io import read_json, write_json
+from weightgen.errors import WeightgenError
 
 LAYOUT_FORMAT = "weightgen-chunk-layout"
 LAYOUT_VERSION = 1

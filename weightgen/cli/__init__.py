@@ -22,7 +22,7 @@ from weightgen.cli import (
     prompts_cmds,
     zoo_cmds,
 )
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS
 
 COMMAND_MODULES = (prompts_cmds, pairs_cmds, gan_cmds, zoo_cmds, chunks_cmds, generator_cmds, finetune_cmds,
                    bench_cmds, pipeline_cmds)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="weightgen", standalone_mode=True)
-    except (WeightgenError, FileNotFoundError, ValueError) as e:
+    except (*USER_ERRORS, FileNotFoundError, ValueError) as e:
         if os.environ.get("WEIGHTGEN_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from weightgen.shipped import DEFAULT_BASE_DIR
 from weightgen.finetune.starts import INIT_KINDS
 from weightgen.pairs.editors import REGISTRY as EDITORS
+from weightgen.shipped import DEFAULT_BASE_DIR
 
 _INIT_HELP = ("Where the LoRA starts: " + "; ".join(f"{k}: {v}" for k, v in INIT_KINDS.items())
               + ". Or a peft adapter folder (e.g. from `weightgen init`) trained on the same base.")

@@ -67,7 +67,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the base GAN (generator + PatchGAN) from scratch on the pairs of several concepts."""
         from gan.base import train_base
-        from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, TrainConfig
+        from gan.config import (
+            BaseTrainConfig,
+            DiscriminatorConfig,
+            GeneratorConfig,
+            TrainConfig,
+        )
         from gan.data import read_manifest
 
         image_size = int(read_manifest(pairs_dir).get("image_size", 64))
@@ -104,8 +109,8 @@ def register(app: typer.Typer) -> None:
         from gan.base import load_base
         from gan.config import LoraSettings, TrainConfig, default_rank_pattern
         from gan.data import PairedData
-        from gan.lora_training import train_lora
         from gan.lora import count_lora_params, save_adapter
+        from gan.lora_training import train_lora
         from gan.metrics import evaluate_pairs, generate
         from gan.viz import write_grid
         from weightgen.errors import WeightgenError

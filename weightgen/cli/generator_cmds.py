@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
+from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.generator.diffusion import PREDICTION_TYPES
-from weightgen.errors import WeightgenError
 from weightgen.generator.sizes import MODEL_SIZES
 from weightgen.generator.training import MIXED_PRECISION
 
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         if validate is not False:
             try:
                 validate_fn = chunks_validation(chunks, zoo, validate_concepts, val_concepts, seed)
-            except WeightgenError as e:
+            except USER_ERRORS as e:
                 if validate:  # asked for explicitly
                     raise WeightgenError(f"{e} (pass --zoo DIR or --no-validate)") from None
                 print(f"no GAN validation: {e}")
@@ -166,9 +166,9 @@ def register(app: typer.Typer) -> None:
         single = len(texts) == 1 and concepts_file is None
         if out.exists() and not overwrite:
             raise WeightgenError(f"output folder already exists: {out} (pass --overwrite to replace it)")
+        from gan.io import read_json
         from weightgen.chunks import ChunkLayout
         from weightgen.generator.pipeline import WeightGenPipeline, write_adapters
-        from gan.io import read_json
 
         pipe = WeightGenPipeline.from_pretrained(generator, text_encoder_path=text_encoder_path, device=device)
         pipe.check_compatible(

@@ -57,10 +57,21 @@ def register(app: typer.Typer) -> None:
         import warnings
 
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         from weightgen.errors import WeightgenError
-        from weightgen.pairs.build import PairsConfig, build_pairs, prompt_set_concepts, read_concepts_file
+        from weightgen.pairs.build import (
+            PairsConfig,
+            build_pairs,
+            prompt_set_concepts,
+            read_concepts_file,
+        )
 
         texts: list[str] = list(concept or [])
         if concepts_file is not None:

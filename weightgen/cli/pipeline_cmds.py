@@ -44,7 +44,12 @@ def register(app: typer.Typer) -> None:
         The shipped defaults are rebuilt with `weightgen pipeline configs/default.toml`.
         """  # noqa: E501 (one line per paragraph: the help renderer keeps line breaks)
         from weightgen.errors import WeightgenError
-        from weightgen.pipeline.runner import Pipeline, PipelineConfig, format_plan, to_toml
+        from weightgen.pipeline.runner import (
+            Pipeline,
+            PipelineConfig,
+            format_plan,
+            to_toml,
+        )
 
         if print_config:
             print(to_toml(PipelineConfig()), end="")

@@ -11,7 +11,10 @@ from typing import Literal, Optional
 
 import typer
 
-from weightgen.pairs.editors import REGISTRY  # the editor registry imports no torch: --help stays fast
+from weightgen.errors import USER_ERRORS
+from weightgen.pairs.editors import (
+    REGISTRY,  # the editor registry imports no torch: --help stays fast
+)
 from weightgen.zoo.config import DEFAULT_BASE_STEPS, DEFAULT_ZOO_STEPS
 
 EditorName = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]  # CLI choices from the registry
@@ -67,7 +70,12 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
     ) -> None:
         """Train the zoo's base GAN from scratch on representative training concepts (E2GAN's recipe)."""
-        from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, TrainConfig
+        from gan.config import (
+            BaseTrainConfig,
+            DiscriminatorConfig,
+            GeneratorConfig,
+            TrainConfig,
+        )
         from weightgen.zoo import BaseConfig, base_concepts, build_base
 
         model = BaseTrainConfig(GeneratorConfig(base_channels=base_channels, image_size=image_size), DiscriminatorConfig(),
@@ -166,14 +174,13 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from weightgen.errors import WeightgenError
         from weightgen.zoo.plan import ZooConcept
         from weightgen.zoo.store import check_entry, read_manifest, read_plan
 
         manifest = read_manifest(zoo)
         try:
             _, plan, _ = read_plan(zoo)
-        except WeightgenError:
+        except USER_ERRORS:
             plan = [ZooConcept(v["text"], v["split"]) for v in manifest["concepts"].values()]
         table = Table("split", "planned", "complete", "damaged", "mean test L1 (base -> LoRA)")
         damaged = []

@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from weightgen import __version__
-from weightgen.shipped import DEFAULT_BASE_DIR
-from weightgen.errors import WeightgenError
-from weightgen.finetune.starts import INIT_KINDS
 from gan.io import read_json, write_json
-from weightgen.pairs import concept_id, normalize_concept
+from prompts.identity import concept_id, normalize_concept
+from weightgen import __version__
+from weightgen.errors import USER_ERRORS, WeightgenError
+from weightgen.finetune.starts import INIT_KINDS
+from weightgen.shipped import DEFAULT_BASE_DIR
 
 if TYPE_CHECKING:
     import torch
@@ -146,7 +146,7 @@ def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
 
     try:
         return ChunkLayout.load(resolve_generator_dir(config.generator))
-    except WeightgenError:
+    except USER_ERRORS:
         return None
 
 
@@ -181,7 +181,7 @@ def _zero_adapter_config(config: FinetuneConfig, base_meta: dict) -> tuple[dict,
             if layout is not None and layout.adapter_config:
                 layout.check_base(base_meta, origin)
                 return dict(layout.adapter_config), origin
-        except WeightgenError:
+        except USER_ERRORS:
             continue
     # As adapter_config.json holds it: sets as sorted lists, enums as their values.
     return json.loads(json.dumps(lora_config(LoraSettings()).to_dict(), default=sorted)), "LoraSettings defaults"
@@ -385,7 +385,7 @@ def concept_pairs(config: FinetuneConfig, out: Path, image_size: int, console=No
                                    overwrite=config.overwrite, editor_options=dict(config.editor_options))
         try:
             build_pairs([config.concept], pairs_config)
-        except (WeightgenError, KeyboardInterrupt):
+        except (*USER_ERRORS, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001  an editor failing on this concept: one line, not its traceback
             first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
@@ -411,8 +411,8 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
     from gan.base import load_base
     from gan.config import LoraSettings, TrainConfig
     from gan.data import PairedData
-    from gan.lora_training import train_lora
     from gan.lora import adapter_sidecar, count_lora_params
+    from gan.lora_training import train_lora
 
     console = Console(highlight=False, quiet=not progress)
     t_start = time.perf_counter()

@@ -14,15 +14,15 @@ and `--init mean` / `--init nearest` work without the zoo.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from weightgen.shipped import DEFAULT_REFERENCE_DIR
-from weightgen.errors import WeightgenError
 from gan.io import atomic_dir, load_tensors, save_tensors
+from prompts.identity import stable_seed
+from weightgen.errors import WeightgenError
+from weightgen.shipped import DEFAULT_REFERENCE_DIR
 
 if TYPE_CHECKING:
     import torch
@@ -175,8 +175,7 @@ def _nearest_noise(concept: str, sources: InitSources) -> torch.Tensor:
     import torch
 
     ref = sources.need_reference("nearest-noise")
-    digest = hashlib.sha256(f"{sources.seed}\x00nearest-noise\x00{concept}".encode()).digest()
-    g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    g = torch.Generator().manual_seed(stable_seed(sources.seed, "nearest-noise", concept))
     spread = ref.final.std(0) if ref.final.shape[0] > 1 else ref.final[0].abs()  # (N, b)
     return _nearest(concept, sources) + sources.noise_scale * spread * torch.randn(spread.shape, generator=g)
 
@@ -193,11 +192,11 @@ _BLOCKS: dict[str, Callable[[str, InitSources], "torch.Tensor | None"]] = {
 
 def init_weights(kind: str, concept: str, sources: InitSources) -> dict[str, torch.Tensor] | None:
     """The LoRA state dict `kind` starts `concept` from (None for zero: peft's fresh init)."""
-    from weightgen.generator.pipeline import normalize_concept_text
+    from prompts.identity import normalize_concept
 
     if kind not in _BLOCKS:
         raise WeightgenError(f"unknown init {kind!r}; choose one of {', '.join(INIT_KINDS)} or an adapter folder")
-    blocks = _BLOCKS[kind](normalize_concept_text(concept), sources)
+    blocks = _BLOCKS[kind](normalize_concept(concept), sources)
     if blocks is None:
         return None
     return _layout(sources).from_blocks(blocks)

@@ -28,7 +28,6 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 
-
 class ResBlock1D(nn.Module):
     """GroupNorm -> SiLU -> Conv1d, twice; the embedding enters as a scale/shift between them."""
 

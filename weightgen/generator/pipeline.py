@@ -15,14 +15,14 @@ adapter whether it is generated alone or among others.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from weightgen.shipped import DEFAULT_GENERATOR_DIR
-from weightgen.errors import WeightgenError
 from gan.io import read_json, write_json
+from prompts.identity import concept_seed, normalize_concept
+from weightgen.errors import WeightgenError
+from weightgen.shipped import DEFAULT_GENERATOR_DIR
 
 if TYPE_CHECKING:  # torch is imported where used: the CLI reads DEFAULT_GENERATOR_DIR cheaply
     import torch
@@ -36,19 +36,6 @@ GENERATOR_FORMAT = "weightgen-generator"
 GENERATOR_VERSION = 1
 GENERATOR_FILE = "generator.json"
 # Where a released generator ships inside the package (the lead places it there).
-
-
-def normalize_concept_text(text: str) -> str:
-    """The text as the encoder sees it (whitespace collapsed); refuses empty text."""
-    if not isinstance(text, str) or not text.strip():
-        raise WeightgenError(f"empty concept text: {text!r}")
-    return " ".join(text.split())
-
-
-def concept_seed(seed: int, text: str) -> int:
-    """A 63-bit seed from (seed, concept text): the same concept gets the same noise in any batch."""
-    digest = hashlib.sha256(f"{int(seed)}\x00{normalize_concept_text(text)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def resolve_generator_dir(path: str | Path | None) -> Path:
@@ -161,8 +148,8 @@ class WeightGenPipeline:
 
     def save_pretrained(self, path: str | Path, extra_info: dict | None = None, overwrite: bool = True) -> Path:
         """Write the generator folder atomically (weights, layout.json, generator.json)."""
-        from weightgen import __version__
         from gan.io import atomic_dir
+        from weightgen import __version__
 
         info = {
             "format": GENERATOR_FORMAT,
@@ -260,7 +247,7 @@ class WeightGenPipeline:
 
         if isinstance(concepts, str):
             concepts = [concepts]
-        texts = [normalize_concept_text(c) for c in concepts]
+        texts = [normalize_concept(c) for c in concepts]
         if not texts:
             raise WeightgenError("no concepts given")
         if concepts_per_batch < 1:
@@ -308,7 +295,7 @@ class WeightGenPipeline:
 
         return {
             **self.layout.adapter_meta,
-            "concept": normalize_concept_text(text),
+            "concept": normalize_concept(text),
             "generated_by": {
                 "weightgen_version": __version__,
                 "layout_fingerprint": self.layout.fingerprint,
@@ -353,11 +340,11 @@ def write_adapters(
     out_dir/<concept_id>/ per concept plus out_dir/index.json. Everything is generated and checked
     before anything is written, and the folder appears atomically.
     """
-    from weightgen.chunks import write_adapter
     from gan.io import atomic_dir
-    from weightgen.pairs import concept_id
+    from prompts.identity import concept_id
+    from weightgen.chunks import write_adapter
 
-    texts = [normalize_concept_text(c) for c in concepts]
+    texts = [normalize_concept(c) for c in concepts]
     texts = list(dict.fromkeys(texts))  # a duplicate would write the same folder twice
     single = len(texts) == 1 if single is None else single
     if single and len(texts) != 1:

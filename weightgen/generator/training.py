@@ -20,7 +20,6 @@ process) or torchrun; gradients are averaged by DDP.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import shutil
@@ -28,9 +27,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from weightgen.generator.diffusion import DiffusionConfig
-from weightgen.errors import WeightgenError
 from gan.io import load_tensors, read_json, save_tensors, write_json
+from prompts.identity import stable_seed
+from weightgen.errors import WeightgenError
+from weightgen.generator.diffusion import DiffusionConfig
 
 if TYPE_CHECKING:  # torch is imported where used, so the CLI reads the choices below cheaply
     import torch
@@ -149,8 +149,7 @@ class EMA:
 
 
 def _step_seed(seed: int, step: int, rank: int, what: str) -> int:
-    digest = hashlib.sha256(f"{seed}/{step}/{rank}/{what}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return stable_seed(seed, step, rank, what, sep="/")
 
 
 def encode_concepts(encoder: TextEncoder, texts: list[str], batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,8 +224,8 @@ class GeneratorTrainer:
         from accelerate import Accelerator
 
         from weightgen.generator.diffusion import WeightDiffusion
-        from weightgen.generator.sizes import MODEL_SIZES
         from weightgen.generator.network import WeightUNet1D
+        from weightgen.generator.sizes import MODEL_SIZES
         from weightgen.text_encoders import load_text_encoder
 
         if len(data) == 0:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from weightgen.errors import WeightgenError
 from gan.io import read_json, save_tensors, write_json
-from weightgen.pairs import concept_id, normalize_concept
+from prompts.identity import concept_id, normalize_concept
+from weightgen.errors import USER_ERRORS, WeightgenError
 
 FORMAT = "weightgen-pairs"
 VERSION = 1
@@ -80,7 +80,7 @@ def unique_concepts(texts: Iterable[str]) -> list[str]:
     for i, text in enumerate(texts):
         try:
             norm = normalize_concept(text)
-        except WeightgenError:
+        except USER_ERRORS:
             raise WeightgenError(f"concept #{i + 1} is empty: {text!r}") from None
         cid = concept_id(norm)
         if cid in seen:

@@ -8,8 +8,6 @@ dataset builder is weightgen.pairs; this writes the same folder layout without n
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -17,13 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from gan.io import save_tensors, write_json
-
-
-def _concept_id(text: str) -> str:
-    """The agreed concept id: slug (a-z0-9 and '-', <= 40 chars) + '-' + sha1[:8] of the normalized text."""
-    normalized = re.sub(r"\s+", " ", text.strip().lower())
-    slug = re.sub(r"[^a-z0-9]+", "-", normalized).strip("-")[:40].strip("-")
-    return f"{slug}-{hashlib.sha1(normalized.encode()).hexdigest()[:8]}"
+from prompts.identity import concept_id
 
 
 def synthetic_sources(n: int, size: int, seed: int) -> torch.Tensor:
@@ -63,7 +55,7 @@ def write_synthetic_pairs(root: str | Path, concepts: Sequence[str] = ("warm sep
     manifest = {"format": "weightgen-pairs", "version": 1, "image_size": image_size, "editor": "synthetic",
                 "seed": seed, "concepts": {}}
     for k, text in enumerate(concepts):
-        cid = _concept_id(text)
+        cid = concept_id(text)
         edit_seed = seed + 1000 * (k + 1)
         save_tensors(root / cid / "pairs.safetensors",
                      {"train_source": train, "train_target": colour_transform(train, edit_seed),

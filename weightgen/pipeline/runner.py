@@ -45,22 +45,32 @@ import json
 import re
 import shutil
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from rich.markup import escape
 
-from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings
+from gan.config import (
+    BaseTrainConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    LoraSettings,
+)
 from gan.config import TrainConfig as GanTrainConfig
 from prompts.build import BuildConfig
 from prompts.llm import LLMOptions
-from weightgen.errors import WeightgenError
+from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.generator.training import RESUMABLE_CHANGES, TrainConfig
-from weightgen.zoo.config import BaseConfig, ZooConfig, default_base_train, default_zoo_train
+from weightgen.zoo.config import (
+    BaseConfig,
+    ZooConfig,
+    default_base_train,
+    default_zoo_train,
+)
 
 STAGES = ("prompts", "base", "zoo", "chunks", "generator", "ship")
 STATES = ("done", "partial", "todo", "changed", "off")
@@ -254,7 +264,7 @@ class PipelineConfig:
             raise WeightgenError(f"`work` should be a folder path, got {self.work!r}")
         try:  # the base is trained at the pairs' size: one fact, set in [pairs]
             self.base.generator = replace(self.base.generator, image_size=self.pairs.image_size)
-        except WeightgenError as e:
+        except USER_ERRORS as e:
             raise WeightgenError(f"[base.generator] {e} ([pairs] image_size sets the generator's)") from None
 
 
@@ -333,7 +343,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
             kwargs[key] = _coerce(value, default, key, where)
     try:
         return cls(**kwargs)
-    except (WeightgenError, ValueError, TypeError) as e:
+    except (*USER_ERRORS, ValueError, TypeError) as e:
         raise WeightgenError(f"{where if path else 'config'}: {e}") from None
 
 
@@ -794,7 +804,7 @@ class Pipeline:
 
     def build_pairs(self, texts: Sequence[str], overwrite: bool = False, progress: bool = True) -> None:
         """The pairs of `texts` missing from work/pairs, with one shared text encoder for the procedural editor."""
-        from weightgen.pairs import concept_id
+        from prompts.identity import concept_id
         from weightgen.pairs.build import build_pairs
         from weightgen.pairs.editors import load_editor
         from weightgen.zoo.inputs import pairs_manifest
@@ -885,7 +895,7 @@ class Pipeline:
         try:
             return chunks_validation(self.output("chunks"), self.output("zoo"), cfg.validate_concepts,
                                      cfg.val_concepts, cfg.seed)
-        except WeightgenError as e:
+        except USER_ERRORS as e:
             self.console.print(escape(f"no GAN validation: {e}"))
             return None
 
@@ -904,9 +914,9 @@ class Pipeline:
     def _run_ship(self, progress: bool, overwrite: bool) -> None:
         import tempfile
 
-        from weightgen.generator.pipeline import WeightGenPipeline
-        from weightgen.finetune.starts import ZooReference
         from gan.io import atomic_dir, read_json
+        from weightgen.finetune.starts import ZooReference
+        from weightgen.generator.pipeline import WeightGenPipeline
 
         gen, target, base = self.config.generator, self.output("ship"), self.output("base")
         pipe = WeightGenPipeline.from_pretrained(self.generator_dir,
@@ -936,7 +946,13 @@ class _Bar:
 
     def __enter__(self) -> _Bar:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             self.progress.start()

@@ -16,7 +16,12 @@ Modules, one job each:
 from weightgen.zoo.base import build_base
 from weightgen.zoo.build import ZooReport, build_zoo, train_concept
 from weightgen.zoo.config import BaseConfig, ZooConfig, checkpoint_steps
-from weightgen.zoo.plan import ZooConcept, base_concepts, pick_representative, plan_from_prompt_set
+from weightgen.zoo.plan import (
+    ZooConcept,
+    base_concepts,
+    pick_representative,
+    plan_from_prompt_set,
+)
 from weightgen.zoo.store import check_entry, read_manifest
 
 __all__ = [

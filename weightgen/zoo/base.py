@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from prompts.identity import concept_id
 from weightgen.errors import WeightgenError
-from weightgen.pairs import concept_id
 from weightgen.pairs.build import unique_concepts
 from weightgen.zoo.config import BaseConfig
 from weightgen.zoo.inputs import ensure_pairs, pairs_manifest

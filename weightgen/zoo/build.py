@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from weightgen.errors import WeightgenError
 from gan.io import atomic_dir, write_json
+from weightgen.errors import WeightgenError
 from weightgen.zoo.config import ZooConfig
 from weightgen.zoo.inputs import BaseModels, ensure_pairs, pairs_settings_of
 from weightgen.zoo.plan import ZooConcept, check_plan
@@ -198,8 +198,8 @@ def _write_manifest(config: ZooConfig, base: BaseModels, plan: Sequence[ZooConce
 def train_concept(concept: ZooConcept, base: BaseModels, config: ZooConfig, callback=None, rank: int = 0) -> dict:
     """Train one concept's LoRA and write <zoo>/<id>/ (K adapters + entry.json) atomically; returns the entry."""
     from gan.data import PairedData
-    from gan.lora_training import adapter_checkpoints, train_lora
     from gan.lora import count_lora_params
+    from gan.lora_training import adapter_checkpoints, train_lora
 
     zoo = Path(config.out)
     data = PairedData.load(config.pairs, [concept.id])
@@ -241,7 +241,13 @@ class _ZooProgress:
 
     def __enter__(self) -> _ZooProgress:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self.progress = Progress(TextColumn("zoo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                      TextColumn("{task.description}"))

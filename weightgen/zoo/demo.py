@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from weightgen.errors import WeightgenError
 from gan.io import write_json
+from weightgen.errors import WeightgenError
 
 
 @dataclass
@@ -45,10 +45,16 @@ def representative_concepts(k: int, seed: int = 0, encoder=None) -> list[str]:
 def run_demo(config: DemoConfig) -> dict:
     """Run (or resume) the demo; returns the summary that is also written to <out>/summary.json."""
     from gan.base import load_base, train_base
-    from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig
+    from gan.config import (
+        BaseTrainConfig,
+        DiscriminatorConfig,
+        GeneratorConfig,
+        LoraSettings,
+        TrainConfig,
+    )
     from gan.data import PairedData
-    from gan.lora_training import train_lora
     from gan.lora import count_lora_params, save_adapter
+    from gan.lora_training import train_lora
     from gan.metrics import evaluate_pairs, generate
     from gan.viz import write_grid
     from weightgen.pairs.build import PairsConfig, build_pairs

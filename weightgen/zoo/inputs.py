@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prompts.identity import concept_id
 from weightgen.errors import WeightgenError
-from weightgen.pairs import concept_id
 
 PAIRS_SETTINGS_KEYS = ("editor", "image_size", "seed", "n_train", "n_test", "sources_origin", "test_fraction")
 

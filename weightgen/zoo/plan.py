@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prompts.identity import concept_id
 from weightgen.errors import WeightgenError
-from weightgen.pairs import concept_id
 from weightgen.zoo.config import SPLITS
 
 

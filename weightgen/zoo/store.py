@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from weightgen.errors import WeightgenError
 from gan.io import read_json, write_json
+from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.zoo.plan import ZooConcept
 
 ZOO_FORMAT = "weightgen-zoo"
@@ -74,7 +74,7 @@ def check_entry(zoo: Path, concept: ZooConcept, k: int | None = None) -> EntryCh
         return EntryCheck(None, f"{folder} has no {ENTRY} (not written by a complete zoo run)")
     try:
         entry = read_json(folder / ENTRY)
-    except WeightgenError as e:
+    except USER_ERRORS as e:
         return EntryCheck(None, str(e))
     if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT or entry.get("id") != concept.id:
         return EntryCheck(None, f"{folder / ENTRY} is not the zoo entry of {concept.id}")
@@ -90,7 +90,7 @@ def check_entry(zoo: Path, concept: ZooConcept, k: int | None = None) -> EntryCh
         for name in (ADAPTER_CONFIG, ADAPTER_SIDECAR):
             try:
                 read_json(ck_dir / name)
-            except WeightgenError as e:
+            except USER_ERRORS as e:
                 return EntryCheck(None, f"checkpoint {ck['path']}: {e}")
         size = weights.stat().st_size
         if size != ck.get("bytes") or sha256_file(weights) != ck.get("sha256"):

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from prompts.identity import normalize_concept
 from weightgen.errors import WeightgenError
-from weightgen.pairs import normalize_concept
 from weightgen.pairs.editors import from_float_images, to_float_images
 
 DEFAULT_MODEL = "timbrooks/instruct-pix2pix"
@@ -165,7 +165,12 @@ def save_tiny_random_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
     """
     import tempfile
 
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)

@@ -14,12 +14,12 @@ the look, not the algorithm.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
+from prompts.identity import stable_seed
 from weightgen.pairs.editors import style_ops as S
 from weightgen.pairs.editors import tone_ops as T
 
@@ -53,8 +53,7 @@ class OpContext:
 
     def pattern(self, key: str, height: int, width: int) -> Tensor:
         """(1, 1, H, W) uniform noise, a pure function of (seed, key, size)."""
-        digest = hashlib.sha1(f"{self.seed}:{key}:{height}x{width}".encode()).digest()
-        g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        g = torch.Generator().manual_seed(stable_seed(self.seed, key, f"{height}x{width}", sep=":", algorithm="sha1"))
         return torch.rand(1, 1, height, width, generator=g)
 
 

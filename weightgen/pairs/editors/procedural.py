@@ -20,7 +20,6 @@ Paraphrases embed close together, so they pick the same ops with close weights a
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -30,11 +29,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from prompts.identity import normalize_concept, stable_seed
 from weightgen.errors import WeightgenError
-from weightgen.pairs import normalize_concept
 from weightgen.pairs.editors import from_float_images, to_float_images
 from weightgen.pairs.editors.ops import OPS, OpContext
-
 
 # Generic phrasings that carry no look of their own. They join the lasso's dictionary so that
 # "made of ..." or "in the style of ..." is explained by them instead of by whichever op's
@@ -98,7 +96,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 def _direction(name: str, dim: int) -> torch.Tensor:
     """A fixed unit vector per op parameter, seeded by its name (adding ops moves no other)."""
-    seed = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "little") & (2**63 - 1)
+    seed = stable_seed(name, algorithm="sha1")
     v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return v / v.norm()
 

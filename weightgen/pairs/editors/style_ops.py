@@ -15,8 +15,23 @@ import torch
 import torch.nn.functional as F
 
 from weightgen.pairs.editors.imageops import (
-    box_mean, contrast, conv3x3, edge_lines, gaussian_blur, gray3, grid_coords, hue_color,
-    label_borders, luma, mix, pixelate, rgb, saturation, segment_mean, smoothstep, sobel,
+    box_mean,
+    contrast,
+    conv3x3,
+    edge_lines,
+    gaussian_blur,
+    gray3,
+    grid_coords,
+    hue_color,
+    label_borders,
+    luma,
+    mix,
+    pixelate,
+    rgb,
+    saturation,
+    segment_mean,
+    smoothstep,
+    sobel,
 )
 
 if TYPE_CHECKING:

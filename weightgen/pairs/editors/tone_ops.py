@@ -11,8 +11,22 @@ from typing import TYPE_CHECKING
 import torch
 
 from weightgen.pairs.editors.imageops import (
-    color_matrix, contrast, cracks, edge_lines, gaussian_blur, gradient_map, gray3, grid_coords,
-    hue_color, hue_rotate, luma, mix, rgb, saturation, smoothstep, sobel,
+    color_matrix,
+    contrast,
+    cracks,
+    edge_lines,
+    gaussian_blur,
+    gradient_map,
+    gray3,
+    grid_coords,
+    hue_color,
+    hue_rotate,
+    luma,
+    mix,
+    rgb,
+    saturation,
+    smoothstep,
+    sobel,
 )
 
 if TYPE_CHECKING:
