@@ -1,7 +1,7 @@
 """The image-to-image GAN (E2GAN-style pix2pix) whose LoRA weights weightgen generates.
 
 Modules, one job each:
-  config        typed, validated configs (GeneratorConfig, DiscriminatorConfig, LoraSettings, TrainConfig)
+  config        typed, validated configs (GeneratorConfig, DiscriminatorConfig, LoraSettings, GanTrainConfig)
   generator     Generator: strided convs, ResNet blocks, one transformer block, resize + conv (diffusers ModelMixin)
   discriminator Discriminator: conditional PatchGAN (diffusers ModelMixin)
   losses        cGAN (bce | lsgan) + lambda * L1, as loss dicts

@@ -138,7 +138,7 @@ class LoraSettings(_Config):
 
 
 @dataclass
-class TrainConfig(_Config):
+class GanTrainConfig(_Config):
     """The pix2pix training recipe (cGAN + lambda * L1) and its stopping rules."""
 
     batch_size: int = 8
@@ -186,7 +186,7 @@ class BaseTrainConfig(_Config):
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: GanTrainConfig = field(default_factory=GanTrainConfig)
 
     @classmethod
     def from_dict(cls, data: dict) -> "BaseTrainConfig":
@@ -194,4 +194,4 @@ class BaseTrainConfig(_Config):
         _check(not unknown, f"unknown BaseTrainConfig fields {unknown}")
         return cls(GeneratorConfig.from_dict(data.get("generator", {})),
                    DiscriminatorConfig.from_dict(data.get("discriminator", {})),
-                   TrainConfig.from_dict(data.get("train", {})))
+                   GanTrainConfig.from_dict(data.get("train", {})))

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import (
+    LoraConfig,
+    PeftModel,
+    get_peft_config,
+    get_peft_model,
+    set_peft_model_state_dict,
+)
 from peft.utils import get_peft_model_state_dict
 from torch import nn
 
@@ -172,8 +178,6 @@ def lora_from_state_dict(base: nn.Module, adapter_config: dict, state_dict: dict
     model; with `state_dict=None` the LoRA keeps peft's fresh init drawn after seeding `init_seed`
     (zero B: the base's output), as `add_lora` does.
     """
-    from peft import get_peft_config, set_peft_model_state_dict
-
     config = {k: v for k, v in adapter_config.items() if k not in ("auto_mapping", "base_model_name_or_path")}
     config["inference_mode"] = not is_trainable
     try:

@@ -13,7 +13,7 @@ import torch
 from peft import PeftModel
 from torch import nn
 
-from gan.config import LoraSettings, TrainConfig
+from gan.config import GanTrainConfig, LoraSettings
 from gan.data import PairedData
 from gan.lora import (
     add_lora,
@@ -26,7 +26,7 @@ from gan.trainer import CheckpointFn, EvalCallback, Pix2PixTrainer
 
 
 def train_lora(generator: nn.Module, discriminator: nn.Module, data: PairedData, settings: LoraSettings,
-               config: TrainConfig, init_adapter: str | Path | None = None, callback: EvalCallback | None = None,
+               config: GanTrainConfig, init_adapter: str | Path | None = None, callback: EvalCallback | None = None,
                checkpoint_fn: CheckpointFn | None = None, progress: bool = True,
                init_weights: tuple[dict, dict[str, torch.Tensor] | None] | None = None) -> tuple[PeftModel, list[dict]]:
     """Wrap `generator` (in place) with a LoRA and train it on `data`; returns (peft model, history).

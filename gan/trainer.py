@@ -15,9 +15,17 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Column
 from torch import nn
 
-from gan.config import TrainConfig
+from gan.config import GanTrainConfig
 from gan.data import PairedData
 from gan.errors import GanError
 from gan.losses import GAN_LOSSES, discriminator_losses, generator_losses
@@ -33,7 +41,7 @@ def _has_accelerator() -> bool:
 
 
 class Pix2PixTrainer:
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, data: PairedData, config: TrainConfig,
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, data: PairedData, config: GanTrainConfig,
                  callback: EvalCallback | None = None, checkpoint_fn: CheckpointFn | None = None,
                  progress: bool = True, accelerator: Accelerator | None = None):
         self.config, self.data, self.callback, self.checkpoint_fn = config, data, callback, checkpoint_fn
@@ -154,15 +162,6 @@ class _progress_bar:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-            from rich.table import Column
-
             if self.max_seconds:
                 counter = TextColumn("{task.completed:.0f}/{task.total:.0f} s, step {task.fields[step]}",
                                      table_column=Column(min_width=20))

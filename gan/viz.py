@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 
 from gan.errors import GanError
 from gan.io import atomic_path
@@ -15,8 +16,6 @@ HEADER = 14  # pixels of label text above each column
 def write_grid(path: str | Path, columns: dict[str, torch.Tensor], max_rows: int = 8, scale: int = 2,
                pad: int = 2) -> Path:
     """Write a PNG grid atomically; every column is uint8 (N, 3, H, W) with the same N, H, W."""
-    from PIL import Image, ImageDraw
-
     if not columns:
         raise GanError("no image columns to draw")
     shapes = {name: tuple(t.shape) for name, t in columns.items()}

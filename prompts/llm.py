@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
 
+import torch
+
 from prompts.errors import PromptError
+from prompts.seeds import load_seeds, rule_paraphrases, variants
 from prompts.text import parse_lines
 
 Messages = Union[str, list[dict]]  # a bare prompt is sent as one user message
@@ -217,8 +220,6 @@ class TransformersBackend(LLMBackend):
         return cls(o.path, o.gguf_file, o.device, o.threads)
 
     def complete(self, messages: Messages, max_tokens: int = 128, temperature: float = 0.8, seed: int = 0, stop: tuple[str, ...] = ()) -> str:
-        import torch
-
         msgs = as_messages(messages)
         prefill = msgs[-1]["role"] == "assistant"  # continue a started answer rather than open a new one
         if self.tokenizer.chat_template:
@@ -288,8 +289,6 @@ class TemplateBackend(LLMBackend):
     name = "template"
 
     def __init__(self, seeds_path: str | None = None, seeds=None):
-        from prompts.seeds import load_seeds
-
         self.seeds = seeds if seeds is not None else load_seeds(seeds_path)
 
     @classmethod
@@ -300,15 +299,11 @@ class TemplateBackend(LLMBackend):
         raise PromptError("the 'template' backend has no language model: it only proposes and paraphrases from seed rules")
 
     def propose(self, category: str, description: str, examples: list[str], n: int, seed: int) -> list[str]:
-        from prompts.seeds import variants
-
         if category not in self.seeds.categories:
             raise PromptError(f"no seeds for category {category!r} in {self.seeds.source}")
         return variants(self.seeds.categories[category], examples, n, seed, frozenset(self.seeds.paraphrase.prepositions))
 
     def paraphrase(self, text: str, n: int, seed: int) -> list[str]:
-        from prompts.seeds import rule_paraphrases
-
         return rule_paraphrases(text, self.seeds.paraphrase, n, seed)
 
 

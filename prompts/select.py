@@ -7,6 +7,7 @@ is a small LoRA step away; clustering the text embeddings picks concepts that co
 from __future__ import annotations
 
 import numpy as np
+from sklearn.cluster import KMeans
 
 from prompts.dedupe import embed
 from prompts.errors import PromptError
@@ -17,8 +18,6 @@ def select_representative(texts: list[str], k: int, encoder=None, embeddings: np
 
     Pass `embeddings` (N, D) to skip encoding; otherwise `encoder` embeds `texts`.
     """
-    from sklearn.cluster import KMeans
-
     n = len(texts)
     if not 1 <= k <= n:
         raise PromptError(f"k should be between 1 and the number of concepts ({n}), got {k}")

@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 import weightgen  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
-from gan.config import DiscriminatorConfig, GeneratorConfig, LoraSettings, TrainConfig  # noqa: E402
+from gan.config import DiscriminatorConfig, GeneratorConfig, LoraSettings, GanTrainConfig  # noqa: E402
 from gan.data import PairedData  # noqa: E402
 from gan.discriminator import Discriminator  # noqa: E402
 from gan.generator import Generator  # noqa: E402
@@ -41,7 +41,7 @@ def step_seconds(data: PairedData, lora: bool, steps: int, batch_size: int, imag
     d = Discriminator.from_gan_config(DiscriminatorConfig())
     if lora:
         g = add_lora(g, LoraSettings())
-    trainer = Pix2PixTrainer(g, d, data, TrainConfig(batch_size=batch_size, max_steps=steps, eval_every=0),
+    trainer = Pix2PixTrainer(g, d, data, GanTrainConfig(batch_size=batch_size, max_steps=steps, eval_every=0),
                              progress=False)
     times = []
     for i in range(steps + 3):

@@ -166,7 +166,7 @@ def quality(args) -> dict:
 
     from weightgen.chunks import ChunkData, memorization_distances
     from weightgen.generator.sizes import MODEL_SIZES
-    from weightgen.generator.training import GeneratorTrainer, TrainConfig
+    from weightgen.generator.training import GeneratorTrainer, GeneratorTrainConfig
     from weightgen.text_encoders import load_text_encoder
 
     seeds = json.loads((ROOT / "prompts" / "data" / "seeds.json").read_text())
@@ -190,7 +190,7 @@ def quality(args) -> dict:
     )
     overrides = {} if not args.paper_plain else dict(index_table=False, index_template=False, chunk_text_rank=0)
     MODEL_SIZES["bench"] = {**MODEL_SIZES[args.model_size], **overrides}
-    config = TrainConfig(steps=args.steps, batch_size=256, lr=1e-3, warmup_steps=100, model_size="bench",
+    config = GeneratorTrainConfig(steps=args.steps, batch_size=256, lr=1e-3, warmup_steps=100, model_size="bench",
                          cpu=True, checkpoint_every=10**9, log_every=100, ema_decay=0.995)
     tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     try:

@@ -8,7 +8,7 @@ from gan.config import (
     DiscriminatorConfig,
     GeneratorConfig,
     LoraSettings,
-    TrainConfig,
+    GanTrainConfig,
 )
 from gan.discriminator import Discriminator
 from gan.generator import Generator
@@ -66,10 +66,10 @@ def test_generator_refuses_bad_input(shape, match):
     (LoraSettings, dict(rank=0), "`rank` should be a positive integer, got 0"),
     (LoraSettings, dict(rank_pattern={"x": 0}), "rank_pattern"),
     (LoraSettings, dict(target_modules=[]), "target_modules"),
-    (TrainConfig, dict(mixed_precision="fp8"), "'fp8'"),
-    (TrainConfig, dict(max_seconds=-5), "-5"),
-    (TrainConfig, dict(betas=(0.5, 1.5)), "1.5"),
-    (TrainConfig, dict(checkpoint_steps=[0]), "checkpoint_steps"),
+    (GanTrainConfig, dict(mixed_precision="fp8"), "'fp8'"),
+    (GanTrainConfig, dict(max_seconds=-5), "-5"),
+    (GanTrainConfig, dict(betas=(0.5, 1.5)), "1.5"),
+    (GanTrainConfig, dict(checkpoint_steps=[0]), "checkpoint_steps"),
 ])
 def test_configs_echo_bad_values(cls, kwargs, match):
     with pytest.raises(USER_ERRORS, match=match):
@@ -83,14 +83,14 @@ def test_generator_constructor_validates_like_its_config():
 
 def test_config_dict_round_trip():
     cfg = BaseTrainConfig(GeneratorConfig(**TINY), DiscriminatorConfig(base_channels=8),
-                          TrainConfig(max_steps=3, max_seconds=0, checkpoint_steps=[2, 1]))
+                          GanTrainConfig(max_steps=3, max_seconds=0, checkpoint_steps=[2, 1]))
     assert cfg.train.max_seconds is None and cfg.train.checkpoint_steps == (1, 2)
     import json
 
     again = BaseTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
-    with pytest.raises(USER_ERRORS, match="unknown TrainConfig fields"):
-        TrainConfig.from_dict({"steps": 3})
+    with pytest.raises(USER_ERRORS, match="unknown GanTrainConfig fields"):
+        GanTrainConfig.from_dict({"steps": 3})
 
 
 def test_save_pretrained_round_trip(tmp_path):

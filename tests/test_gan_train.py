@@ -11,7 +11,7 @@ from gan.config import (
     DiscriminatorConfig,
     GeneratorConfig,
     LoraSettings,
-    TrainConfig,
+    GanTrainConfig,
 )
 from gan.data import PairedData, read_manifest
 from gan.discriminator import Discriminator
@@ -35,7 +35,7 @@ def pairs(tmp_path_factory):
 def base_dir(pairs, tmp_path_factory):
     out = tmp_path_factory.mktemp("bases") / "base"
     config = BaseTrainConfig(GeneratorConfig(**TINY_G, image_size=32), DiscriminatorConfig(base_channels=8),
-                             TrainConfig(max_steps=4, eval_every=2, lr=1e-3))
+                             GanTrainConfig(max_steps=4, eval_every=2, lr=1e-3))
     history = train_base(pairs, ["warm sepia"], config, out, progress=False)
     assert [r["step"] for r in history] == [0, 2, 4]
     return out
@@ -50,7 +50,7 @@ def test_lora_training_lowers_test_l1(pairs):
     data = PairedData.load(pairs, ["cold blue"])
     g, d = _tiny_models()
     calls = []
-    model, history = train_lora(g, d, data, LoraSettings(rank=4), TrainConfig(max_steps=30, eval_every=10, lr=1e-2,
+    model, history = train_lora(g, d, data, LoraSettings(rank=4), GanTrainConfig(max_steps=30, eval_every=10, lr=1e-2,
                                                                               lr_d=2e-4),
                                 callback=lambda step, rec: calls.append(step), progress=False)
     assert [r["step"] for r in history] == [0, 10, 20, 30] and calls == [0, 10, 20, 30]
@@ -68,7 +68,7 @@ def test_lora_training_lowers_test_l1(pairs):
 def test_time_budget_and_checkpoints(pairs, tmp_path):
     data = PairedData.load(pairs, ["cold blue"])
     g, d = _tiny_models()
-    config = TrainConfig(max_steps=10_000, max_seconds=0.3, eval_every=0, checkpoint_steps=(1, 2), lr=1e-3)
+    config = GanTrainConfig(max_steps=10_000, max_seconds=0.3, eval_every=0, checkpoint_steps=(1, 2), lr=1e-3)
     model, history = train_lora(g, d, data, LoraSettings(rank=2), config,
                                 checkpoint_fn=adapter_checkpoints(tmp_path / "zoo", {"concept": "cold blue"}),
                                 progress=False)
@@ -126,7 +126,7 @@ def test_cli_errors_exit_nonzero(base_dir, pairs, tmp_path, capsys):
     # an adapter for a different base architecture
     other = tmp_path / "other"
     config = BaseTrainConfig(GeneratorConfig(**{**TINY_G, "base_channels": 4}, image_size=32),
-                             DiscriminatorConfig(base_channels=4), TrainConfig(max_steps=1, eval_every=0))
+                             DiscriminatorConfig(base_channels=4), GanTrainConfig(max_steps=1, eval_every=0))
     train_base(pairs, [cid], config, other, progress=False)
     code, _ = _cli(["train-lora", other, pairs, cid, "--out", tmp_path / "a_other", "--steps", 1, "--eval-every", 0],
                    capsys)

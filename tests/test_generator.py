@@ -17,7 +17,7 @@ from weightgen.chunks import build_chunk_dataset, load_chunk_dataset, write_adap
 from weightgen.errors import USER_ERRORS
 from weightgen.generator.diffusion import DiffusionConfig
 from weightgen.generator.pipeline import WeightGenPipeline
-from weightgen.generator.training import GeneratorTrainer, TrainConfig, train_generator
+from weightgen.generator.training import GeneratorTrainer, GeneratorTrainConfig, train_generator
 
 CONCEPTS = ["van gogh style", "pencil sketch", "watercolor painting", "cyberpunk neon city",
             "old sepia photo", "pixel art", "oil painting of a cat", "winter snow scene"]
@@ -73,10 +73,10 @@ def zoo_chunks(tmp_path_factory, encoder):
     return root / "chunks", truth
 
 
-def tiny_config(**overrides) -> TrainConfig:
+def tiny_config(**overrides) -> GeneratorTrainConfig:
     kwargs = dict(steps=6, batch_size=32, lr=1e-3, warmup_steps=20, model_size="tiny", cpu=True,
                   checkpoint_every=1000, log_every=1, ema_decay=0.99)
-    return TrainConfig(**{**kwargs, **overrides})
+    return GeneratorTrainConfig(**{**kwargs, **overrides})
 
 
 def distances(generated: list[dict], truth: dict, layout) -> torch.Tensor:

@@ -4,7 +4,8 @@ import pytest
 import torch
 from tiny_world import HELDOUT, TRAIN
 
-from weightgen.chunks.evaluate import AdapterEvaluator, validation_fn
+from weightgen.chunks.evaluate import AdapterEvaluator
+from weightgen.generator.validation import validation_fn
 from weightgen.errors import USER_ERRORS
 from weightgen.finetune.starts import (
     INIT_KINDS,

@@ -14,7 +14,7 @@ from gan.config import (
     DiscriminatorConfig,
     GeneratorConfig,
     LoraSettings,
-    TrainConfig,
+    GanTrainConfig,
 )
 from prompts.identity import concept_id
 from weightgen.cli import main
@@ -49,7 +49,7 @@ def pairs(tmp_path_factory):
 def base(pairs, tmp_path_factory):
     out = tmp_path_factory.mktemp("bases") / "base"
     config = BaseConfig(out=str(out), pairs=str(pairs), model=BaseTrainConfig(
-        GeneratorConfig(**TINY_G), DiscriminatorConfig(base_channels=8), TrainConfig(max_steps=2, eval_every=0)))
+        GeneratorConfig(**TINY_G), DiscriminatorConfig(base_channels=8), GanTrainConfig(max_steps=2, eval_every=0)))
     history = build_base(config, TRAIN[:2], progress=False)
     assert [r["step"] for r in history] == [0, 2]
     meta = json.loads((out / "weightgen.json").read_text())
@@ -59,7 +59,7 @@ def base(pairs, tmp_path_factory):
 
 def tiny_config(zoo, base, pairs, **kw) -> ZooConfig:
     return ZooConfig(out=str(zoo), base=str(base), pairs=str(pairs), lora=LoraSettings(rank=2, rank_pattern={}),
-                     train=TrainConfig(batch_size=4, max_steps=4, eval_every=0, lr=1e-2, lr_d=2e-4), k=2,
+                     train=GanTrainConfig(batch_size=4, max_steps=4, eval_every=0, lr=1e-2, lr_d=2e-4), k=2,
                      checkpoint_window=0.5, **kw)
 
 
@@ -211,7 +211,7 @@ def test_checkpoint_steps_and_config_validation(tmp_path):
                        (dict(checkpoint_window=0.0), "`checkpoint_window` should be in"),
                        (dict(splits=("test",)), "`splits` should be"),
                        (dict(threads=0), "`threads` should be"),
-                       (dict(train=TrainConfig(max_seconds=5)), "time budget")]:
+                       (dict(train=GanTrainConfig(max_seconds=5)), "time budget")]:
         with pytest.raises(USER_ERRORS, match=match):
             ZooConfig(**ok, **bad)
     with pytest.raises(USER_ERRORS, match="listed in both splits"):

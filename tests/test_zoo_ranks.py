@@ -15,7 +15,7 @@ from gan.config import (
     DiscriminatorConfig,
     GeneratorConfig,
     LoraSettings,
-    TrainConfig,
+    GanTrainConfig,
     default_rank_pattern,
 )
 from weightgen.pairs.synthetic import write_synthetic_pairs
@@ -39,7 +39,7 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("zoo-ranks")
     pairs = write_synthetic_pairs(root / "pairs", TEXTS, n_train=8, n_test=4, image_size=32)
     config = BaseConfig(out=str(root / "base"), pairs=str(pairs), model=BaseTrainConfig(
-        GeneratorConfig(**TINY_G), DiscriminatorConfig(base_channels=8), TrainConfig(max_steps=1, eval_every=0)))
+        GeneratorConfig(**TINY_G), DiscriminatorConfig(base_channels=8), GanTrainConfig(max_steps=1, eval_every=0)))
     build_base(config, TEXTS[:2], progress=False)
     return root / "base", pairs
 
@@ -86,7 +86,7 @@ def test_resume_after_kill_9_mid_concept(inputs, tmp_path):
     messages = []  # resume in-process with the CLI's settings (a different recipe would be refused)
     config = ZooConfig(out=str(zoo), base=str(base), pairs=str(pairs),
                        lora=LoraSettings(rank=2, alpha=2.0, rank_pattern=default_rank_pattern(2)),
-                       train=TrainConfig(batch_size=4, lr=1e-3, lr_d=2e-4, max_steps=4, eval_every=0, cpu=True),
+                       train=GanTrainConfig(batch_size=4, lr=1e-3, lr_d=2e-4, max_steps=4, eval_every=0, cpu=True),
                        k=2, checkpoint_window=0.5)
     plan = [ZooConcept(t) for t in TEXTS[:-1]] + [ZooConcept(TEXTS[-1], "heldout")]
     report = build_zoo(config, plan, progress=False, log=messages.append)

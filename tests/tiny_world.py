@@ -36,27 +36,26 @@ def build_tiny_world(root: Path, generator_steps: int = 40) -> TinyWorld:
         BaseTrainConfig,
         DiscriminatorConfig,
         GeneratorConfig,
+        GanTrainConfig,
         LoraSettings,
-        TrainConfig,
     )
     from weightgen.chunks import build_chunk_dataset
-    from weightgen.generator.training import TrainConfig as GenTrainConfig
-    from weightgen.generator.training import train_generator
+    from weightgen.generator.training import GeneratorTrainConfig, train_generator
     from weightgen.pairs.synthetic import write_synthetic_pairs
     from weightgen.zoo import BaseConfig, ZooConcept, ZooConfig, build_base, build_zoo
 
     pairs = write_synthetic_pairs(root / "pairs", TRAIN + HELDOUT, n_train=8, n_test=4, image_size=32)
     base = root / "base"
     build_base(BaseConfig(out=str(base), pairs=str(pairs), model=BaseTrainConfig(
-        GeneratorConfig(**TINY_G), DiscriminatorConfig(base_channels=8), TrainConfig(max_steps=4, eval_every=0))),
+        GeneratorConfig(**TINY_G), DiscriminatorConfig(base_channels=8), GanTrainConfig(max_steps=4, eval_every=0))),
         TRAIN[:2], progress=False)
     zoo = root / "zoo"
     plan = [ZooConcept(t, "train") for t in TRAIN] + [ZooConcept(t, "heldout") for t in HELDOUT]
     build_zoo(ZooConfig(out=str(zoo), base=str(base), pairs=str(pairs), lora=LoraSettings(rank=2, rank_pattern={}),
-                        train=TrainConfig(batch_size=4, max_steps=6, eval_every=0, lr=1e-2, lr_d=2e-4), k=2,
+                        train=GanTrainConfig(batch_size=4, max_steps=6, eval_every=0, lr=1e-2, lr_d=2e-4), k=2,
                         checkpoint_window=0.5), plan, progress=False)
     chunks = build_chunk_dataset(zoo, root / "chunks", block_size=BLOCK, progress=False)
     run = root / "run"
-    train_generator(chunks, run, GenTrainConfig(steps=generator_steps, batch_size=32, lr=1e-3, warmup_steps=5,
+    train_generator(chunks, run, GeneratorTrainConfig(steps=generator_steps, batch_size=32, lr=1e-3, warmup_steps=5,
                                                 model_size="tiny", cpu=True, log_every=10), progress=False)
     return TinyWorld(root, Path(pairs), base, zoo, chunks, run)

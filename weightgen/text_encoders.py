@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from gan.io import read_json
 from weightgen.errors import USER_ERRORS, WeightgenError
@@ -28,6 +29,25 @@ class TextFeatures:
     tokens: torch.Tensor  # (B, L, D) per-token features
     mask: torch.Tensor  # (B, L) bool, True where a real token sits
     pooled: torch.Tensor  # (B, D) L2-normalized sentence embedding
+
+
+def pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (U, T, D) tokens and (U, T) mask with masked-out positions up to `length`."""
+    extra = length - tokens.shape[1]
+    if extra <= 0:
+        return tokens, mask
+    return torch.nn.functional.pad(tokens, (0, 0, 0, extra)), torch.nn.functional.pad(mask, (0, extra))
+
+
+def encode_concepts(encoder: TextEncoder, texts: list[str], batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, T, D) token features and (C, T) mask for all concepts, padded to the longest; computed once."""
+    parts = []
+    for i in range(0, len(texts), batch):
+        f = encoder.encode(texts[i : i + batch])
+        parts.append((f.tokens.float().cpu(), f.mask.cpu()))
+    T = max(t.shape[1] for t, _ in parts)
+    padded = [pad_tokens(t, m, T) for t, m in parts]
+    return torch.cat([t for t, _ in padded]), torch.cat([m for _, m in padded])
 
 
 class TextEncoder:
@@ -146,8 +166,6 @@ def _check_weights_file(path: Path) -> None:
     """Read a safetensors header before building a model around it (ViT-B-32 takes seconds)."""
     if path.suffix != ".safetensors":
         return
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), "pt") as f:
             f.keys()

@@ -11,6 +11,13 @@ from typing import Any
 from weightgen.errors import WeightgenError
 from weightgen.finetune.starts import INIT_KINDS
 
+# The bench folder: <out>/bench_config.json, <out>/runs/<method>/<concept_id>.json and the report files.
+CONFIG_FILE = "bench_config.json"
+CONFIG_FORMAT = "weightgen-bench-config"
+RUN_FORMAT = "weightgen-bench-run"
+RUNS_DIR = "runs"
+REPORT_FILES = ("bench.json", "bench.md", "curves_steps.png", "curves_seconds.png", "step0.png")  # report.py writes
+
 
 @dataclass(frozen=True)
 class Method:

@@ -15,9 +15,19 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import (
+    Figure,  # no pyplot: no global figure state, Agg canvas
+)
+
 from gan.io import atomic_path, read_json, write_bytes, write_json
-from weightgen.bench.config import METHODS
-from weightgen.bench.runner import CONFIG_FILE, REPORT_FILES, RUN_FORMAT, RUNS_DIR
+from weightgen.bench.config import (
+    CONFIG_FILE,
+    METHODS,
+    REPORT_FILES,
+    RUN_FORMAT,
+    RUNS_DIR,
+)
 from weightgen.bench.stats import (
     INF,
     Hit,
@@ -191,8 +201,6 @@ def render_markdown(summary: dict) -> str:
 
 def _held(x, y, grid):
     """The value of the last evaluation at or before each grid point (NaN before the first)."""
-    import numpy as np
-
     idx = np.searchsorted(np.asarray(x, dtype=float), grid, side="right") - 1
     vals = np.asarray(y, dtype=float)[np.clip(idx, 0, None)]
     return np.where(idx >= 0, vals, np.nan)
@@ -200,8 +208,6 @@ def _held(x, y, grid):
 
 def _curves(results: dict, axis: str) -> dict[str, tuple]:
     """Per method: (grid, median over concepts of test L1 / oracle L1), only where every concept has a value."""
-    import numpy as np
-
     series = {}
     for m in METHODS:
         runs = [by[m] for by in results.values() if m in by]
@@ -237,10 +243,6 @@ def _style(method: str) -> dict:
 
 
 def write_plots(out: Path, results: dict, summary: dict) -> list[Path]:
-    from matplotlib.figure import (
-        Figure,  # no pyplot: no global figure state, Agg canvas
-    )
-
     paths = []
     for axis, name, label in (("steps", STEPS_PNG, "training steps"),
                               ("seconds", SECONDS_PNG, "seconds (init + training, evaluation excluded)")):

@@ -17,22 +17,57 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from gan.base import build_models, load_base, read_base_meta
+from gan.config import (
+    BaseTrainConfig,
+    DiscriminatorConfig,
+    GanTrainConfig,
+    GeneratorConfig,
+    LoraSettings,
+)
+from gan.data import PairedData
 from gan.io import read_json, write_json
+from gan.lora import count_lora_params
+from gan.lora_training import train_lora
+from gan.trainer import Pix2PixTrainer
 from weightgen import __version__
-from weightgen.bench.config import METHODS, BenchConfig
+from weightgen.bench.config import (
+    CONFIG_FILE,
+    CONFIG_FORMAT,
+    METHODS,
+    REPORT_FILES,
+    RUN_FORMAT,
+    RUNS_DIR,
+    BenchConfig,
+)
+from weightgen.bench.report import write_report
 from weightgen.bench.stats import first_hit
+from weightgen.chunks import read_adapter
+from weightgen.chunks.evaluate import AdapterEvaluator
 from weightgen.errors import WeightgenError
+from weightgen.finetune.starts import (
+    InitSources,
+    ZooReference,
+    describe_nearest,
+    init_weights,
+)
+from weightgen.generator.pipeline import (
+    GENERATOR_FILE,
+    WeightGenPipeline,
+    resolve_generator_dir,
+)
+from weightgen.zoo.store import read_manifest, settings_mismatch, sha256_file
 
-if TYPE_CHECKING:
-    from gan.data import PairedData
-
-CONFIG_FILE = "bench_config.json"
-CONFIG_FORMAT = "weightgen-bench-config"
-RUN_FORMAT = "weightgen-bench-run"
-RUNS_DIR = "runs"
-REPORT_FILES = ("bench.json", "bench.md", "curves_steps.png", "curves_seconds.png", "step0.png")  # report.py writes
 ResultFn = Callable[[dict], None]  # called with each finished run's result
 
 
@@ -46,8 +81,6 @@ class HeldOutConcept:
 
 def heldout_concepts(zoo: str | Path) -> tuple[list[HeldOutConcept], dict]:
     """The zoo's held-out concepts that have an oracle (a checkpoint), in manifest order, and the manifest."""
-    from weightgen.zoo.store import read_manifest
-
     manifest = read_manifest(Path(zoo))
     out = []
     for cid, info in (manifest.get("concepts") or {}).items():
@@ -86,9 +119,6 @@ def zoo_identity(manifest: dict) -> dict:
 
 
 def generator_identity(generator_dir: Path) -> dict:
-    from weightgen.generator.pipeline import GENERATOR_FILE
-    from weightgen.zoo.store import sha256_file
-
     info = read_json(generator_dir / GENERATOR_FILE)
     weights = generator_dir / "diffusion_pytorch_model.safetensors"
     return {"layout_fingerprint": info.get("layout_fingerprint"), "step": info.get("step"),
@@ -97,8 +127,6 @@ def generator_identity(generator_dir: Path) -> dict:
 
 def prepare_out(config: BenchConfig, zoo_id: dict, gen_id: dict | None) -> dict:
     """Create or check <out>/bench_config.json; refuse a recipe or zoo/generator the stored results do not share."""
-    from weightgen.zoo.store import settings_mismatch
-
     out = Path(config.out)
     path = out / CONFIG_FILE
     if config.overwrite and out.exists():
@@ -135,11 +163,6 @@ class _Bench:
     """What every run of one bench shares: the zoo's base, pairs, LoRA settings, oracle targets, init sources."""
 
     def __init__(self, config: BenchConfig, manifest: dict, generator_dir: Path | None):
-        from gan.base import read_base_meta
-        from gan.config import LoraSettings
-        from weightgen.chunks import read_adapter
-        from weightgen.chunks.evaluate import AdapterEvaluator
-
         self.config, self.zoo = config, Path(config.zoo)
         self.base_dir, self.pairs_dir = Path(manifest["base"]), Path(manifest["pairs"])
         self.base_meta = read_base_meta(self.base_dir)
@@ -149,9 +172,6 @@ class _Bench:
         self.evaluator = AdapterEvaluator(self.base_dir, self.pairs_dir, self.adapter_config)
         self.sources = None
         if generator_dir is not None:
-            from weightgen.finetune.starts import InitSources, ZooReference
-            from weightgen.generator.pipeline import WeightGenPipeline
-
             pipe = WeightGenPipeline.from_pretrained(generator_dir)
             pipe.check_compatible(base=self.base_meta)
             ref = ZooReference.from_zoo(self.zoo, layout=pipe.layout)
@@ -165,8 +185,6 @@ class _Bench:
     def oracle(self, concept: HeldOutConcept) -> dict:
         """The concept's own zoo LoRA, re-measured here: its test quality is the target."""
         if concept.id not in self._oracles:
-            from weightgen.chunks import read_adapter
-
             sd, _ = read_adapter(self.zoo / concept.oracle_path)
             metrics = self.evaluator.evaluate(concept.id, sd)
             self._oracles[concept.id] = {"path": concept.oracle_path, "zoo_step": concept.oracle_step,
@@ -174,21 +192,13 @@ class _Bench:
         return self._oracles[concept.id]
 
     def train_config(self, method: str):
-        from gan.config import TrainConfig
-
         c = self.config
-        return TrainConfig(batch_size=c.batch_size, lr=c.scratch_lr if METHODS[method].init is None else c.lr,
+        return GanTrainConfig(batch_size=c.batch_size, lr=c.scratch_lr if METHODS[method].init is None else c.lr,
                            lr_d=c.lr_d, max_steps=c.steps, max_seconds=c.seconds, eval_every=c.eval_every,
                            seed=c.seed, cpu=c.cpu)
 
     def run(self, concept: HeldOutConcept, method: str, data: PairedData, callback) -> dict:
         """Fine-tune one concept from one method's start; returns the result record."""
-        from gan.base import build_models, load_base
-        from gan.config import BaseTrainConfig, DiscriminatorConfig, GeneratorConfig
-        from gan.lora import count_lora_params
-        from gan.lora_training import train_lora
-        from gan.trainer import Pix2PixTrainer
-
         train = self.train_config(method)
         init = METHODS[method].init
         info: dict = {}
@@ -202,8 +212,6 @@ class _Bench:
             history = trainer.run_loop()
             trained = sum(p.numel() for p in generator.parameters() if p.requires_grad)
         else:  # a LoRA on the frozen base, the base's discriminator reloaded fresh for every run
-            from weightgen.finetune.starts import describe_nearest, init_weights
-
             generator, discriminator = load_base(self.base_dir)
             t0 = time.perf_counter()
             state_dict = init_weights(init, concept.text, self.sources) if init != "zero" else None
@@ -225,10 +233,6 @@ class _Bench:
 
 def run_bench(config: BenchConfig, progress: bool = True, on_result: ResultFn | None = None) -> dict:
     """Run every missing (concept, method) of this shard, then write the report; returns the report summary."""
-    import torch
-
-    from weightgen.bench.report import write_report
-    from weightgen.generator.pipeline import resolve_generator_dir
 
     heldout, manifest = heldout_concepts(config.zoo)
     concepts = select_concepts(config, heldout)
@@ -250,15 +254,6 @@ def run_bench(config: BenchConfig, progress: bool = True, on_result: ResultFn | 
 
 
 def _run_all(bench: _Bench, runs: list, todo: list, progress: bool, on_result: ResultFn | None) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from gan.data import PairedData
 
     steps = bench.config.steps
     with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from safetensors import SafetensorError, safe_open
 
 from gan.io import atomic_dir, load_tensors, read_json, save_tensors
 from weightgen.chunks.adapters import SIDECAR_FILE, check_adapter_config, read_adapter
@@ -98,14 +106,6 @@ def _base_meta(adapter_dir: Path) -> dict:
 
 
 def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[current]}"), TimeRemainingColumn(), disable=not enabled,
@@ -179,8 +179,6 @@ def build_chunk_dataset(zoo_dir: str | Path, out_dir: str | Path, block_size: in
 
 
 def _read_metadata(path: Path) -> dict:
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), "pt") as f:
             return f.metadata() or {}

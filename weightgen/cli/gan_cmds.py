@@ -70,8 +70,8 @@ def register(app: typer.Typer) -> None:
         from gan.config import (
             BaseTrainConfig,
             DiscriminatorConfig,
+            GanTrainConfig,
             GeneratorConfig,
-            TrainConfig,
         )
         from gan.data import read_manifest
 
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         config = BaseTrainConfig(
             GeneratorConfig(base_channels=base_channels, n_downsample=n_downsample, image_size=image_size),
             DiscriminatorConfig(),
-            TrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, max_seconds=seconds or None,
+            GanTrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, max_seconds=seconds or None,
                         eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu))  # type: ignore[arg-type]
         history = train_base(pairs_dir, concept or None, config, out, overwrite=overwrite)
         first, last = history[0], history[-1]
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a LoRA for one concept on the frozen base; writes the adapter and a before/after grid."""
         from gan.base import load_base
-        from gan.config import LoraSettings, TrainConfig, default_rank_pattern
+        from gan.config import GanTrainConfig, LoraSettings, default_rank_pattern
         from gan.data import PairedData
         from gan.lora import count_lora_params, save_adapter
         from gan.lora_training import train_lora
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         if out.exists() and not overwrite:
             raise WeightgenError(f"output folder already exists: {out} (pass --overwrite to replace it)")
         settings = LoraSettings(rank=rank, alpha=float(rank), rank_pattern=default_rank_pattern(rank))
-        config = TrainConfig(batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps, max_seconds=seconds or None,
+        config = GanTrainConfig(batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps, max_seconds=seconds or None,
                              eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu)  # type: ignore[arg-type]
         generator, discriminator = load_base(base)
         data = PairedData.load(pairs_dir, [concept])

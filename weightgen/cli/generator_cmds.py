@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from weightgen.errors import USER_ERRORS, WeightgenError
+from weightgen.errors import WeightgenError
 from weightgen.generator.diffusion import PREDICTION_TYPES
 from weightgen.generator.sizes import MODEL_SIZES
 from weightgen.generator.training import MIXED_PRECISION
@@ -102,40 +102,25 @@ def register(app: typer.Typer) -> None:
         _choice(model_size, MODEL_SIZES, "--model-size")
         _choice(prediction_type, PREDICTION_TYPES, "--prediction-type")
         _choice(mixed_precision, MIXED_PRECISION, "--mixed-precision")
-        from weightgen.generator.diffusion import DiffusionConfig
-        from weightgen.generator.training import TrainConfig, train_generator
+        from accelerate import PartialState
 
-        config = TrainConfig(
+        from weightgen.generator.diffusion import DiffusionConfig
+        from weightgen.generator.training import GeneratorTrainConfig
+        from weightgen.generator.validation import train_validate_pick
+
+        config = GeneratorTrainConfig(
             steps=steps, batch_size=batch_size, lr=lr, model_size=model_size, text_encoder=text_encoder,
             text_encoder_path=text_encoder_path, mixed_precision=mixed_precision, ema_decay=ema_decay,
             checkpoint_every=checkpoint_every, seed=seed, cpu=cpu, validate_every=validate_every,
             text_dropout=text_dropout, val_concepts=val_concepts,
             diffusion=DiffusionConfig(prediction_type=prediction_type, input_noise=input_noise),
         )
-        scales = _parse_scales(guidance_sweep) if guidance_sweep else []
-        if scales and (text_dropout <= 0 or val_concepts < 1):
-            raise WeightgenError("--guidance-sweep needs --text-dropout > 0 (an unconditional model) and --val-concepts >= 1")
-        from weightgen.chunks.evaluate import chunks_validation
-
         t0 = time.perf_counter()
-        validate_fn = None
-        if validate is not False:
-            try:
-                validate_fn = chunks_validation(chunks, zoo, validate_concepts, val_concepts, seed)
-            except USER_ERRORS as e:
-                if validate:  # asked for explicitly
-                    raise WeightgenError(f"{e} (pass --zoo DIR or --no-validate)") from None
-                print(f"no GAN validation: {e}")
-        generator_dir = train_generator(chunks, out, config, resume=resume, progress=progress, validate=validate_fn)
-        from accelerate import PartialState
-
+        generator_dir = train_validate_pick(
+            chunks, out, config, zoo=zoo, validate=validate, validate_concepts=validate_concepts,
+            guidance_sweep=_parse_scales(guidance_sweep) if guidance_sweep else (), resume=resume, progress=progress)
         if PartialState().is_main_process:
             print(f"generator written to {generator_dir} ({time.perf_counter() - t0:.1f} s)")
-            if scales:
-                from weightgen.chunks import read_chunks_metadata
-                from weightgen.chunks.evaluate import pick_guidance
-
-                pick_guidance(generator_dir, zoo or read_chunks_metadata(chunks)["zoo"], scales)
 
     @app.command("init")
     def init(

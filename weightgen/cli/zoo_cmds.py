@@ -73,13 +73,13 @@ def register(app: typer.Typer) -> None:
         from gan.config import (
             BaseTrainConfig,
             DiscriminatorConfig,
+            GanTrainConfig,
             GeneratorConfig,
-            TrainConfig,
         )
         from weightgen.zoo import BaseConfig, base_concepts, build_base
 
         model = BaseTrainConfig(GeneratorConfig(base_channels=base_channels, image_size=image_size), DiscriminatorConfig(),
-                                TrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, eval_every=eval_every,
+                                GanTrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, eval_every=eval_every,
                                             seed=seed, cpu=cpu))
         config = BaseConfig(out=str(out), pairs=str(pairs), n_concepts=n_concepts, model=model,
                             pairs_settings=_pairs_settings(editor, image_size, n_pairs_train, n_pairs_test, pairs_seed),
@@ -136,14 +136,14 @@ def register(app: typer.Typer) -> None:
 
         Sharded: `accelerate launch --multi_gpu --num_processes N -m weightgen zoo build ...` (or torchrun) splits the concepts over N processes (GPUs, or CPU processes with --cpu).
         """
-        from gan.config import LoraSettings, TrainConfig, default_rank_pattern
+        from gan.config import GanTrainConfig, LoraSettings, default_rank_pattern
         from weightgen.zoo import ZooConcept, ZooConfig, build_zoo, plan_from_prompt_set
 
         splits = ("train", "heldout") if split == "all" else (split,)
         config = ZooConfig(
             out=str(out), base=str(base), pairs=str(pairs),
             lora=LoraSettings(rank=rank, alpha=float(rank), rank_pattern=default_rank_pattern(rank), init_seed=lora_seed),
-            train=TrainConfig(batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps, eval_every=eval_every, seed=seed,
+            train=GanTrainConfig(batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps, eval_every=eval_every, seed=seed,
                               cpu=cpu),
             k=k, checkpoint_window=checkpoint_window, splits=splits, build_pairs=not no_build_pairs,
             pairs_settings=_pairs_settings(editor, image_size, n_pairs_train, n_pairs_test, pairs_seed),

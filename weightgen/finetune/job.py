@@ -26,20 +26,39 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from gan.io import read_json, write_json
+import numpy as np
+import torch
+from matplotlib.figure import (
+    Figure,  # no pyplot: no global figure state, Agg canvas
+)
+from peft import set_peft_model_state_dict
+from rich.console import Console
+from rich.table import Table
+
+from gan.base import load_base
+from gan.config import GanTrainConfig, LoraSettings
+from gan.data import ConceptPairs, PairedData, load_concept
+from gan.io import atomic_path, read_json, write_json
+from gan.lora import adapter_sidecar, check_adapter_dir, count_lora_params, lora_config
+from gan.lora_training import train_lora
+from gan.metrics import generate
+from gan.viz import write_grid
 from prompts.identity import concept_id, normalize_concept
 from weightgen import __version__
+from weightgen.chunks import ChunkLayout, write_adapter
 from weightgen.errors import USER_ERRORS, WeightgenError
-from weightgen.finetune.starts import INIT_KINDS
+from weightgen.finetune.starts import (
+    INIT_KINDS,
+    InitSources,
+    ZooReference,
+    describe_nearest,
+    init_weights,
+)
+from weightgen.generator.pipeline import WeightGenPipeline, resolve_generator_dir
+from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.pairs.editors import REGISTRY
 from weightgen.shipped import DEFAULT_BASE_DIR
-
-if TYPE_CHECKING:
-    import torch
-
-    from gan.data import ConceptPairs
-    from weightgen.chunks import ChunkLayout
 
 SUMMARY_FORMAT = "weightgen-finetune"
 ADAPTER_INIT = "adapter"  # summary["init_kind"] when the LoRA starts from an adapter folder
@@ -79,8 +98,6 @@ class FinetuneConfig:
     editor_options: dict = field(default_factory=dict)  # passed to the editor's constructor
 
     def __post_init__(self) -> None:
-        from weightgen.pairs.editors import REGISTRY
-
         if not isinstance(self.concept, str) or not self.concept.strip():
             raise WeightgenError(f"concept must not be empty, got {self.concept!r}")
         self.concept = normalize_concept(self.concept)
@@ -141,9 +158,6 @@ class InitPlan:
 
 def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
     """The generator's chunk layout (layout.json only, no network), or None when no generator is found."""
-    from weightgen.chunks import ChunkLayout
-    from weightgen.generator.pipeline import resolve_generator_dir
-
     try:
         return ChunkLayout.load(resolve_generator_dir(config.generator))
     except USER_ERRORS:
@@ -151,8 +165,6 @@ def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
 
 
 def _load_reference(config: FinetuneConfig, base_meta: dict):
-    from weightgen.finetune.starts import ZooReference
-
     if config.zoo is not None:
         ref = ZooReference.from_zoo(config.zoo, layout=_generator_layout(config))
         what = f"zoo {config.zoo}"
@@ -165,10 +177,6 @@ def _load_reference(config: FinetuneConfig, base_meta: dict):
 
 def _zero_adapter_config(config: FinetuneConfig, base_meta: dict) -> tuple[dict, str]:
     """The LoRA shape a zero init gets: the zoo's / generator's (so it compares like for like), else the defaults."""
-    from gan.config import LoraSettings
-    from gan.lora import lora_config
-    from weightgen.chunks import ChunkLayout
-
     candidates: list[tuple[str, Callable[[], ChunkLayout | None]]] = [
         ("generator", lambda: _generator_layout(config)),
         ("zoo reference", lambda: ChunkLayout.load(config.reference) if config.reference else None),
@@ -189,9 +197,6 @@ def _zero_adapter_config(config: FinetuneConfig, base_meta: dict) -> tuple[dict,
 
 def resolve_init(config: FinetuneConfig, base_generator, base_meta: dict) -> InitPlan:
     """Load only what the init needs (generator for generated*, reference for mean / nearest*) and compute it."""
-    from gan.lora import check_adapter_dir
-    from weightgen.finetune.starts import InitSources, describe_nearest, init_weights
-
     kind = config.init_kind
     if kind == ADAPTER_INIT:
         folder = Path(config.init)
@@ -203,8 +208,6 @@ def resolve_init(config: FinetuneConfig, base_generator, base_meta: dict) -> Ini
     t0 = time.perf_counter()
     sources = InitSources(seed=config.seed, ddim_steps=config.ddim_steps, noise_scale=config.noise_scale)
     if kind in GENERATED_KINDS:
-        from weightgen.generator.pipeline import WeightGenPipeline
-
         sources.pipeline = WeightGenPipeline.from_pretrained(config.generator)
         sources.pipeline.check_compatible(base=base_meta)
         layout = sources.pipeline.layout
@@ -259,8 +262,6 @@ class BestAdapter:
             self.then(step, record)
 
     def _write(self) -> None:
-        from weightgen.chunks import write_adapter
-
         meta = {**self.meta, "step": self.best["step"], "seconds": self.best["seconds"],
                 "metrics": self.best["metrics"], "init_metrics": self.records[0]["metrics"]}
         nxt, prev = self.path.with_name(".adapter-next"), self.path.with_name(".adapter-prev")
@@ -276,12 +277,6 @@ class BestAdapter:
 
 def write_curve(path: Path, history: list[dict], concept: str, init: str) -> Path:
     """Test L1 and PSNR against training seconds, training steps on each panel's top axis."""
-    import numpy as np
-    from matplotlib.figure import (
-        Figure,  # no pyplot: no global figure state, Agg canvas
-    )
-
-    from gan.io import atomic_path
 
     seconds = np.array([r["seconds"] for r in history], dtype=float)
     steps = np.array([r["step"] for r in history], dtype=float)
@@ -309,10 +304,6 @@ def write_curve(path: Path, history: list[dict], concept: str, init: str) -> Pat
 
 def write_before_after(path: Path, model, pairs: ConceptPairs, init_state: dict | None, best_state: dict) -> Path:
     """source | target | base | init | fine-tuned (the best adapter) on the test pairs; leaves `model` at best."""
-    from peft import set_peft_model_state_dict
-
-    from gan.metrics import generate
-    from gan.viz import write_grid
 
     with model.disable_adapter():
         base = generate(model, pairs.test_source)
@@ -327,9 +318,6 @@ def write_before_after(path: Path, model, pairs: ConceptPairs, init_state: dict 
 
 def print_summary(summary: dict, console=None) -> None:
     """Step 0 against the best evaluation, then where everything is."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console(highlight=False)
     s0, best = summary["step0"], summary["best"]
     table = Table(title=f"{summary['concept']!r} from {summary['init']}", title_justify="left")
@@ -369,13 +357,9 @@ def clear_results(out: Path) -> None:
 
 def concept_pairs(config: FinetuneConfig, out: Path, image_size: int, console=None) -> Path:
     """The pairs folder holding the concept at the base's image size: given, or built into <out>/pairs."""
-    from gan.data import load_concept
-
     if config.pairs is not None:
         root = Path(config.pairs)
     else:
-        from weightgen.pairs.build import PairsConfig, build_pairs
-
         root = out / "pairs"
         if console is not None:
             console.print(f"pairs for {config.concept!r} ({config.editor} editor, {image_size}x{image_size}) "
@@ -405,14 +389,6 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
     each evaluation, once the best adapter is saved. On KeyboardInterrupt the best adapter so far
     stays in <out>/adapter, the history is written, and the interrupt is re-raised.
     """
-    import torch
-    from rich.console import Console
-
-    from gan.base import load_base
-    from gan.config import LoraSettings, TrainConfig
-    from gan.data import PairedData
-    from gan.lora import adapter_sidecar, count_lora_params
-    from gan.lora_training import train_lora
 
     console = Console(highlight=False, quiet=not progress)
     t_start = time.perf_counter()
@@ -443,7 +419,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
         # 3. the fine-tune, the best adapter kept on disk at every evaluation.
         meta = {**sidecar, "concept": pairs.text, "concept_id": pairs.id, "init": config.init}
         best = BestAdapter(generator, out, plan.adapter_config, meta, then=callback)
-        train = TrainConfig(batch_size=config.batch_size, lr=config.lr, lr_d=config.lr_d, max_steps=config.max_steps,
+        train = GanTrainConfig(batch_size=config.batch_size, lr=config.lr, lr_d=config.lr_d, max_steps=config.max_steps,
                             max_seconds=float(config.seconds), eval_every=config.eval_every, seed=config.seed)
         try:
             model, history = train_lora(generator, discriminator, data, LoraSettings(), train, callback=best,

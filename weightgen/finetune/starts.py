@@ -17,19 +17,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
+
+import torch
+from safetensors import safe_open
 
 from gan.io import atomic_dir, load_tensors, save_tensors
-from prompts.identity import stable_seed
+from prompts.identity import normalize_concept, stable_seed
+from weightgen.chunks import ChunkLayout, ZooBlocks, read_zoo_blocks
 from weightgen.errors import WeightgenError
+from weightgen.generator.pipeline import WeightGenPipeline
 from weightgen.shipped import DEFAULT_REFERENCE_DIR
-
-if TYPE_CHECKING:
-    import torch
-
-    from weightgen.chunks import ChunkLayout, ZooBlocks
-    from weightgen.generator.pipeline import WeightGenPipeline
-    from weightgen.text_encoders import TextEncoder
+from weightgen.text_encoders import TextEncoder, load_text_encoder
 
 REFERENCE_FILE = "reference.safetensors"
 REFERENCE_FORMAT = "weightgen-zoo-reference"
@@ -58,16 +57,12 @@ class ZooReference:
     @classmethod
     def from_zoo(cls, zoo_dir: str | Path, block_size: int = 256, layout: ChunkLayout | None = None) -> ZooReference:
         """From a zoo's train split; pass the generator's `layout` so the blocks line up with its chunks."""
-        from weightgen.chunks import read_zoo_blocks
-
         zoo = read_zoo_blocks(zoo_dir, layout.block_size if layout is not None else block_size, "train")
         return cls.from_blocks(zoo, layout, source=f"zoo {zoo_dir}")
 
     @classmethod
     def from_blocks(cls, zoo: ZooBlocks, layout: ChunkLayout | None = None, source: str = "the zoo") -> ZooReference:
         """From an already read train split (weightgen.chunks.read_zoo_blocks)."""
-        import torch
-
         if layout is not None and zoo.layout.fingerprint != layout.fingerprint:
             raise WeightgenError(f"{source} has chunk layout {zoo.layout.fingerprint}, "
                                  f"the generator's is {layout.fingerprint}")
@@ -87,9 +82,6 @@ class ZooReference:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ZooReference:
-        from safetensors import safe_open
-
-        from weightgen.chunks import ChunkLayout
 
         path = Path(path or DEFAULT_REFERENCE_DIR)
         if not (path / REFERENCE_FILE).is_file():
@@ -151,8 +143,6 @@ class InitSources:
             if self.pipeline is not None:
                 self.encoder = self.pipeline.text_encoder
             else:
-                from weightgen.text_encoders import load_text_encoder
-
                 self.encoder = load_text_encoder("minilm")
         return self.encoder
 
@@ -172,8 +162,6 @@ def _nearest(concept: str, sources: InitSources) -> torch.Tensor:
 
 
 def _nearest_noise(concept: str, sources: InitSources) -> torch.Tensor:
-    import torch
-
     ref = sources.need_reference("nearest-noise")
     g = torch.Generator().manual_seed(stable_seed(sources.seed, "nearest-noise", concept))
     spread = ref.final.std(0) if ref.final.shape[0] > 1 else ref.final[0].abs()  # (N, b)
@@ -192,8 +180,6 @@ _BLOCKS: dict[str, Callable[[str, InitSources], "torch.Tensor | None"]] = {
 
 def init_weights(kind: str, concept: str, sources: InitSources) -> dict[str, torch.Tensor] | None:
     """The LoRA state dict `kind` starts `concept` from (None for zero: peft's fresh init)."""
-    from prompts.identity import normalize_concept
-
     if kind not in _BLOCKS:
         raise WeightgenError(f"unknown init {kind!r}; choose one of {', '.join(INIT_KINDS)} or an adapter folder")
     blocks = _BLOCKS[kind](normalize_concept(concept), sources)

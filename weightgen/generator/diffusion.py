@@ -14,10 +14,11 @@ network's error ~150x, hence "sample" is the default here.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:  # torch is imported where used, so the CLI can read the choices below cheaply
-    import torch
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
 
 PredictionType = Literal["epsilon", "sample", "v_prediction"]
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "sample", "v_prediction")
@@ -72,8 +73,6 @@ class WeightDiffusion:
     """Training loss and samplers for a WeightUNet1D under one DiffusionConfig."""
 
     def __init__(self, config: DiffusionConfig):
-        from diffusers import DDIMScheduler, DDPMScheduler
-
         self.config = config
         common = dict(
             num_train_timesteps=config.num_train_timesteps,
@@ -98,9 +97,6 @@ class WeightDiffusion:
         Returns {"loss": scalar to backprop, "mse_x0": the error on the clean blocks implied by
         the output, comparable across prediction types}.
         """
-        import torch
-        import torch.nn.functional as F
-
         B, device = x0.shape[0], x0.device
         if self.config.input_noise > 0:  # p-diff: a little noise on the data makes the map robust
             x0 = x0 + self.config.input_noise * torch.randn(x0.shape, generator=generator, device=device)
@@ -170,8 +166,6 @@ class WeightDiffusion:
         fixed stride ending at T-1; with t_start = T-1 both give the same trajectory (tested).
         The caller draws `noise`, so its seeding (per concept) stays the caller's decision.
         """
-        import torch
-
         ts = self.timesteps(steps, t_start)
         x = noise
         alphas = self.alphas_cumprod.to(noise.device)

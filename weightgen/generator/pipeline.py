@@ -17,20 +17,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from gan.io import read_json, write_json
-from prompts.identity import concept_seed, normalize_concept
+import torch
+
+from gan.io import atomic_dir, read_json, write_json
+from prompts.identity import concept_id, concept_seed, normalize_concept
+from weightgen import __version__
+from weightgen.chunks import ChunkLayout, write_adapter
 from weightgen.errors import WeightgenError
+from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+from weightgen.generator.network import WeightUNet1D
 from weightgen.shipped import DEFAULT_GENERATOR_DIR
-
-if TYPE_CHECKING:  # torch is imported where used: the CLI reads DEFAULT_GENERATOR_DIR cheaply
-    import torch
-
-    from weightgen.chunks import ChunkLayout
-    from weightgen.generator.diffusion import WeightDiffusion
-    from weightgen.generator.network import WeightUNet1D
-    from weightgen.text_encoders import TextEncoder
+from weightgen.text_encoders import (
+    TextEncoder,
+    load_text_encoder_from_fingerprint,
+    pad_tokens,
+)
 
 GENERATOR_FORMAT = "weightgen-generator"
 GENERATOR_VERSION = 1
@@ -102,11 +104,6 @@ class WeightGenPipeline:
         device: str = "cpu",
     ) -> WeightGenPipeline:
         """Load a generator folder; refuses a layout, base or text encoder other than it was trained with."""
-        from weightgen.chunks import ChunkLayout
-        from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
-        from weightgen.generator.network import WeightUNet1D
-        from weightgen.text_encoders import load_text_encoder_from_fingerprint
-
         path = resolve_generator_dir(path)
         info = read_json(path / GENERATOR_FILE)
         if not isinstance(info, dict) or info.get("format") != GENERATOR_FORMAT:
@@ -148,9 +145,6 @@ class WeightGenPipeline:
 
     def save_pretrained(self, path: str | Path, extra_info: dict | None = None, overwrite: bool = True) -> Path:
         """Write the generator folder atomically (weights, layout.json, generator.json)."""
-        from gan.io import atomic_dir
-        from weightgen import __version__
-
         info = {
             "format": GENERATOR_FORMAT,
             "version": GENERATOR_VERSION,
@@ -186,8 +180,6 @@ class WeightGenPipeline:
 
     def _noise(self, texts: list[str], seed: int) -> torch.Tensor:
         """(C*N, 1, b) starting noise; concept i's rows come from its own (seed, text) generator."""
-        import torch
-
         n, b = self.layout.n_blocks, self.layout.block_size
         rows = []
         for text in texts:
@@ -206,12 +198,8 @@ class WeightGenPipeline:
         scale < 1 pulls a concept's weights toward what the generator writes for no concept, which
         helps when the text says little about the weights; scale = 1 is the plain conditional model.
         """
-        import torch
-
         if scale == 1.0:
             return self.model
-        from weightgen.generator.training import pad_tokens
-
         if self._null is None:  # the empty prompt's features, encoded once per pipeline
             self._null = self.text_encoder.encode_null()
         null, model = self._null, self.model
@@ -243,8 +231,6 @@ class WeightGenPipeline:
         network call (memory grows with it; speed saturates at a few thousand blocks per call).
         `guidance_scale` None uses the generator's own default (see `guidance_scale`).
         """
-        import torch
-
         if isinstance(concepts, str):
             concepts = [concepts]
         texts = [normalize_concept(c) for c in concepts]
@@ -291,8 +277,6 @@ class WeightGenPipeline:
     def adapter_meta(self, text: str, seed: int, steps: int, t_start: int | None,
                      guidance_scale: float | None = None) -> dict:
         """The weightgen.json sidecar of a generated adapter: its base (as the zoo's) and its origin."""
-        from weightgen import __version__
-
         return {
             **self.layout.adapter_meta,
             "concept": normalize_concept(text),
@@ -340,10 +324,6 @@ def write_adapters(
     out_dir/<concept_id>/ per concept plus out_dir/index.json. Everything is generated and checked
     before anything is written, and the folder appears atomically.
     """
-    from gan.io import atomic_dir
-    from prompts.identity import concept_id
-    from weightgen.chunks import write_adapter
-
     texts = [normalize_concept(c) for c in concepts]
     texts = list(dict.fromkeys(texts))  # a duplicate would write the same folder twice
     single = len(texts) == 1 if single is None else single

@@ -1,6 +1,6 @@
 """Training the weight generator on a chunk dataset, with accelerate.
 
-    trainer = GeneratorTrainer(TrainConfig(steps=20_000), load_chunk_dataset("chunks"), "runs/gen")
+    trainer = GeneratorTrainer(GeneratorTrainConfig(steps=20_000), load_chunk_dataset("chunks"), "runs/gen")
     trainer.resume()            # picks up runs/gen/training/state.json if there is one
     trainer.run_loop()          # -> runs/gen/generator (a folder `weightgen init` loads)
 
@@ -20,24 +20,28 @@ process) or torchrun; gradients are averaged by DDP.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
+import random
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from gan.io import load_tensors, read_json, save_tensors, write_json
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from gan.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 from prompts.identity import stable_seed
+from weightgen.chunks import ChunkData, load_chunk_dataset
 from weightgen.errors import WeightgenError
-from weightgen.generator.diffusion import DiffusionConfig
-
-if TYPE_CHECKING:  # torch is imported where used, so the CLI reads the choices below cheaply
-    import torch
-
-    from weightgen.chunks import ChunkData
-    from weightgen.generator.pipeline import WeightGenPipeline
-    from weightgen.text_encoders import TextEncoder
+from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+from weightgen.generator.network import WeightUNet1D
+from weightgen.generator.pipeline import WeightGenPipeline
+from weightgen.generator.sizes import MODEL_SIZES
+from weightgen.text_encoders import TextEncoder, encode_concepts, load_text_encoder, pad_tokens
 
 MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
 STATE_FORMAT = "weightgen-generator-training"
@@ -51,7 +55,7 @@ ValidateFn = Callable[[int, GenerateFn], dict[str, float]]
 
 
 @dataclass
-class TrainConfig:
+class GeneratorTrainConfig:
     """How to train the generator; stored in its state file and in generator.json."""
 
     steps: int = 20_000  # optimizer steps in total (a resumed run continues up to this)
@@ -77,8 +81,6 @@ class TrainConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:
-        from weightgen.generator.sizes import MODEL_SIZES
-
         if isinstance(self.diffusion, dict):
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
@@ -110,11 +112,11 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
+    def from_dict(cls, data: dict) -> GeneratorTrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown GeneratorTrainConfig fields {unknown}; known: {sorted(known)}")
         return cls(**data)
 
     def lr_at(self, step: int) -> float:
@@ -152,42 +154,15 @@ def _step_seed(seed: int, step: int, rank: int, what: str) -> int:
     return stable_seed(seed, step, rank, what, sep="/")
 
 
-def encode_concepts(encoder: TextEncoder, texts: list[str], batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """(C, T, D) token features and (C, T) mask for all concepts, padded to the longest; computed once."""
-    import torch
-
-    parts = []
-    for i in range(0, len(texts), batch):
-        f = encoder.encode(texts[i : i + batch])
-        parts.append((f.tokens.float().cpu(), f.mask.cpu()))
-    T = max(t.shape[1] for t, _ in parts)
-    padded = [pad_tokens(t, m, T) for t, m in parts]
-    return torch.cat([t for t, _ in padded]), torch.cat([m for _, m in padded])
-
-
 def validation_concepts(concepts: list[str], n: int, seed: int = 0) -> list[str]:
     """The `n` training concepts a run keeps out of training (seeded, so the CLI and trainer agree)."""
-    import random
-
     if n >= len(concepts):
         raise WeightgenError(f"val_concepts={n} leaves nothing to train on: the dataset has {len(concepts)} concepts")
     return sorted(random.Random(seed).sample(list(concepts), n), key=list(concepts).index)
 
 
-def pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad (U, T, D) tokens and (U, T) mask with masked-out positions up to `length`."""
-    import torch.nn.functional as F
-
-    extra = length - tokens.shape[1]
-    if extra <= 0:
-        return tokens, mask
-    return F.pad(tokens, (0, 0, 0, extra)), F.pad(mask, (0, extra))
-
-
 def _optimizer_to_files(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """An optimizer state dict as safetensors tensors + JSON (no pickle)."""
-    import torch
-
     tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
     for pid, entries in state["state"].items():
         for key, value in entries.items():
@@ -213,20 +188,13 @@ class GeneratorTrainer:
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: GeneratorTrainConfig,
         data: ChunkData,
         out_dir: str | Path,
         text_encoder: TextEncoder | None = None,
         validate: ValidateFn | None = None,
         accelerator=None,
     ):
-        import torch
-        from accelerate import Accelerator
-
-        from weightgen.generator.diffusion import WeightDiffusion
-        from weightgen.generator.network import WeightUNet1D
-        from weightgen.generator.sizes import MODEL_SIZES
-        from weightgen.text_encoders import load_text_encoder
 
         if len(data) == 0:
             raise WeightgenError("the chunk dataset is empty: nothing to train on")
@@ -282,8 +250,6 @@ class GeneratorTrainer:
 
     def run_loop(self, progress: bool = True) -> Path:
         """Train up to config.steps, checkpointing and validating on the way; returns the generator folder."""
-        from tqdm.auto import tqdm
-
         cfg = self.config
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train generator", unit="step",
                    disable=not (progress and self.acc.is_main_process))
@@ -314,8 +280,6 @@ class GeneratorTrainer:
 
     def _batch(self) -> tuple[dict, "torch.Tensor", "torch.Generator"]:
         """This rank's blocks for this step, from a generator seeded by (seed, step, rank)."""
-        import torch
-
         cfg, rank, dev = self.config, self.acc.process_index, self.acc.device
         g = torch.Generator().manual_seed(_step_seed(cfg.seed, self.step, rank, "batch"))
         idx = torch.randint(0, self.blocks.shape[0], (cfg.batch_size,), generator=g).to(dev)
@@ -358,8 +322,6 @@ class GeneratorTrainer:
 
     def pipeline(self) -> WeightGenPipeline:
         """A generation pipeline on a copy of the network carrying the EMA weights."""
-        from weightgen.generator.pipeline import WeightGenPipeline
-
         model = copy.deepcopy(self.unwrapped).eval()
         self.ema.copy_to(model)
         return WeightGenPipeline(model, self.encoder, self.layout, self.diffusion, {"step": self.step})
@@ -372,8 +334,6 @@ class GeneratorTrainer:
             metrics = dict(self.validate_fn(self.step, lambda concepts: pipe.generate(list(concepts))))
             self._log({"step": self.step, "validation": metrics})
             if metrics:
-                from tqdm.auto import tqdm
-
                 tqdm.write(f"step {self.step} validation: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         self.acc.wait_for_everyone()
         return metrics
@@ -385,8 +345,6 @@ class GeneratorTrainer:
 
     def save_checkpoint(self) -> None:
         """Write ckpt-<step>, then state.json pointing at it (the commit point), then the generator folder."""
-        from gan.io import atomic_dir
-
         if self.acc.is_main_process:
             name = f"ckpt-{self.step:07d}"
             previous = read_json(self._state_path()) if self._state_path().is_file() else {}
@@ -470,9 +428,6 @@ class GeneratorTrainer:
 
 def _without_concepts(data: ChunkData, texts: list[str]) -> ChunkData:
     """The dataset without these concepts' blocks (concept indices renumbered)."""
-    import dataclasses
-
-    import torch
 
     keep = [i for i, c in enumerate(data.concepts) if c not in set(texts)]
     remap = torch.full((len(data.concepts),), -1, dtype=torch.long)
@@ -489,15 +444,13 @@ def _without_concepts(data: ChunkData, texts: list[str]) -> ChunkData:
 def train_generator(
     chunks_dir: str | Path,
     out_dir: str | Path,
-    config: TrainConfig,
+    config: GeneratorTrainConfig,
     resume: bool = False,
     validate: ValidateFn | None = None,
     progress: bool = True,
     text_encoder: TextEncoder | None = None,
 ) -> Path:
     """Train on a chunk dataset folder; returns out_dir/generator. Refuses a used out_dir unless resume."""
-    from weightgen.chunks import load_chunk_dataset
-
     out_dir = Path(out_dir)
     if (out_dir / "training" / "state.json").is_file() and not resume:
         raise WeightgenError(f"{out_dir} already holds a training run; pass --resume to continue it or pick another --out")

@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import torch
+
 from gan.io import read_json, save_tensors, write_json
 from prompts.identity import concept_id, normalize_concept
 from weightgen.errors import USER_ERRORS, WeightgenError
+from weightgen.pairs.editors import REGISTRY, load_editor
+from weightgen.pairs.sources import SourceConfig, build_sources
 
 FORMAT = "weightgen-pairs"
 VERSION = 1
@@ -43,8 +47,6 @@ class PairsConfig:
     editor_options: dict = field(default_factory=dict)  # passed to the editor's constructor
 
     def __post_init__(self):
-        from weightgen.pairs.editors import REGISTRY
-
         if self.editor not in REGISTRY:
             raise WeightgenError(f"unknown editor {self.editor!r}; choose one of {sorted(REGISTRY)}")
         if not 8 <= self.image_size <= 4096:
@@ -132,10 +134,6 @@ def build_pairs(
     editor: an already-built editor (else one is made from config.editor/editor_options, only if
     there is work left). progress(done, total, text) is called after each concept.
     """
-    import torch
-
-    from weightgen.pairs.editors import load_editor
-    from weightgen.pairs.sources import SourceConfig, build_sources
 
     texts = unique_concepts(concepts)
     root = Path(config.out)

@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 # Used when the shipped prompt set is missing: (concept, paraphrases) over the three categories.
 BUILTIN_PARAPHRASES: list[tuple[str, list[str]]] = [
     ("van gogh style", ["in the style of vincent van gogh", "painted like van gogh"]),
@@ -66,8 +68,6 @@ def similarity_check(
     related: (i, j) index pairs of groups that must not count as unrelated (a concept and its
     parent, or two compositions sharing a component).
     """
-    import torch
-
     if len(groups) < 2:
         raise ValueError(f"need at least 2 concept groups for the unrelated distance, got {len(groups)}")
     cache: dict[str, torch.Tensor] = {}

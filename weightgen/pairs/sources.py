@@ -10,22 +10,21 @@ import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
+import skimage.data
+import torch
+from PIL import Image
+from sklearn.datasets import load_sample_image
 
 from weightgen.errors import WeightgenError
-
-if TYPE_CHECKING:
-    import torch
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        import skimage.data
-
         img = getattr(skimage.data, name)()
         return img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
 
@@ -34,8 +33,6 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
 
 def _sklearn(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_image
-
         return load_sample_image(f"{name}.jpg")
 
     return load
@@ -131,8 +128,6 @@ def to_rgb(img: np.ndarray) -> np.ndarray:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as im:
         im.load()
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -187,9 +182,6 @@ def random_crops(
 
     Photos take turns (crop i comes from photo i mod len), so every photo is used evenly.
     """
-    import torch
-    from PIL import Image
-
     out, origin = np.empty((n, size, size, 3), dtype=np.uint8), []
     pil = {}
     for i in range(n):

@@ -44,33 +44,64 @@ import hashlib
 import json
 import re
 import shutil
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import tomllib
+from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from gan.config import (
     BaseTrainConfig,
     DiscriminatorConfig,
+    GanTrainConfig,
     GeneratorConfig,
     LoraSettings,
 )
-from gan.config import TrainConfig as GanTrainConfig
-from prompts.build import BuildConfig
-from prompts.llm import LLMOptions
+from gan.io import atomic_dir, read_json, write_json
+from prompts import DEFAULT_PROMPT_SET, load_prompt_set
+from prompts.build import BuildConfig, build_prompt_set
+from prompts.identity import concept_id
+from prompts.llm import REGISTRY, LLMOptions, make_backend
+from weightgen.chunks import build_chunk_dataset, validate_block_size
+from weightgen.chunks.dataset import CHUNKS_FILE
 from weightgen.errors import USER_ERRORS, WeightgenError
-from weightgen.generator.training import RESUMABLE_CHANGES, TrainConfig
+from weightgen.finetune.starts import ZooReference
+from weightgen.generator.pipeline import WeightGenPipeline
+from weightgen.generator.training import RESUMABLE_CHANGES, GeneratorTrainConfig
+from weightgen.generator.validation import train_validate_pick
+from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.pairs.editors import load_editor
+from weightgen.pairs.editors.procedural import ProceduralConfig
+from weightgen.text_encoders import TEXT_ENCODERS, load_text_encoder
+from weightgen.zoo import (
+    ZooConcept,
+    base_concepts,
+    build_base,
+    build_zoo,
+    plan_from_prompt_set,
+)
 from weightgen.zoo.config import (
     BaseConfig,
     ZooConfig,
     default_base_train,
     default_zoo_train,
 )
+from weightgen.zoo.inputs import pairs_manifest
+from weightgen.zoo.ranks import Ranks
+from weightgen.zoo.store import sha256_file
 
 STAGES = ("prompts", "base", "zoo", "chunks", "generator", "ship")
 STATES = ("done", "partial", "todo", "changed", "off")
@@ -98,9 +129,6 @@ class PromptsStage:
     recipe: BuildConfig = field(default_factory=BuildConfig)
 
     def __post_init__(self) -> None:
-        from prompts.llm import REGISTRY
-        from weightgen.text_encoders import TEXT_ENCODERS
-
         for name in ("generator", "augmenter"):
             if getattr(self, name) not in REGISTRY:
                 raise WeightgenError(f"`{name}` should be one of {sorted(REGISTRY)}, got {getattr(self, name)!r}")
@@ -125,8 +153,6 @@ class PairsStage:
         self.pairs_config(Path("pairs"), Path("."))  # PairsConfig validates
 
     def pairs_config(self, out: Path, root: Path, overwrite: bool = False):
-        from weightgen.pairs.build import PairsConfig
-
         return PairsConfig(out=str(out), overwrite=overwrite, **self.settings(root))
 
     def settings(self, root: Path) -> dict:
@@ -200,14 +226,12 @@ class ChunksStage:
     block_size: int = 256  # values per block b (the paper found 256 best)
 
     def __post_init__(self) -> None:
-        from weightgen.chunks import validate_block_size
-
         validate_block_size(self.block_size)
 
 
 @dataclass
-class GeneratorStage(TrainConfig):
-    """The weight generator: weightgen.generator.training.TrainConfig's fields, plus the GAN validation to watch."""
+class GeneratorStage(GeneratorTrainConfig):
+    """The weight generator: weightgen.generator.training.GeneratorTrainConfig's fields, plus the GAN validation to watch."""
 
     steps: int = 3000
     lr: float = 1e-3
@@ -229,8 +253,8 @@ class GeneratorStage(TrainConfig):
                 or self.validate_concepts < 0:
             raise WeightgenError(f"`validate_concepts` should be an integer >= 0, got {self.validate_concepts!r}")
 
-    def train_config(self) -> TrainConfig:  # the fields of weightgen.generator.training.TrainConfig only
-        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
+    def train_config(self) -> GeneratorTrainConfig:  # the fields of weightgen.generator.training.GeneratorTrainConfig only
+        return GeneratorTrainConfig(**{f.name: getattr(self, f.name) for f in fields(GeneratorTrainConfig)})
 
 
 @dataclass
@@ -281,12 +305,12 @@ SECTION_HELP = {
     "base": "The base GAN on representative training concepts (weightgen.zoo.BaseConfig).",
     "base.generator": "gan.config.GeneratorConfig (image_size comes from [pairs]).",
     "base.discriminator": "gan.config.DiscriminatorConfig.",
-    "base.train": "gan.config.TrainConfig: the base's pix2pix recipe.",
+    "base.train": "gan.config.GanTrainConfig: the base's pix2pix recipe.",
     "zoo": "The LoRA zoo: one LoRA per concept, k late checkpoints each (weightgen.zoo.ZooConfig).",
     "zoo.lora": "gan.config.LoraSettings, shared by every concept (one aligned weight space).",
-    "zoo.train": "gan.config.TrainConfig: the per-concept LoRA recipe (max_steps = LoRA steps).",
+    "zoo.train": "gan.config.GanTrainConfig: the per-concept LoRA recipe (max_steps = LoRA steps).",
     "chunks": "The chunk dataset the generator trains on.",
-    "generator": "The weight generator (weightgen.generator.training.TrainConfig) and its GAN validation.",
+    "generator": "The weight generator (weightgen.generator.training.GeneratorTrainConfig) and its GAN validation.",
     "generator.diffusion": "weightgen.generator.diffusion.DiffusionConfig.",
     "ship": "Copy base, generator and zoo reference into target (weightgen/assets for the shipped defaults).",
 }
@@ -439,8 +463,6 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
 
 
 def _sha256(path: Path) -> str:
-    from weightgen.zoo.store import sha256_file
-
     return sha256_file(path)
 
 
@@ -496,8 +518,6 @@ class Pipeline:
     """A PipelineConfig bound to the folder its relative paths resolve against; inspect() and run()."""
 
     def __init__(self, config: PipelineConfig, root: str | Path = ".", source: str = "", encoders: dict | None = None):
-        from rich.console import Console
-
         self.config, self.root, self.source = config, Path(root).resolve(), source
         self.work = (self.root / config.work).resolve()
         # Loaded text encoders by (name, path): the pairs editor, k-means picks, the generator and ship
@@ -526,8 +546,6 @@ class Pipeline:
         return self.output("generator") / "generator"
 
     def prompt_set_path(self) -> Path:
-        from prompts import DEFAULT_PROMPT_SET
-
         cfg = self.config.prompts
         if cfg.build:
             return self.output("prompts")
@@ -549,8 +567,6 @@ class Pipeline:
     # -- status ------------------------------------------------------------------------------------------------
 
     def _read_state(self) -> dict:
-        from gan.io import read_json
-
         path = self.work / STATE_FILE
         if not path.is_file():
             return {"format": STATE_FORMAT, "version": 1, "stages": {}}
@@ -561,8 +577,6 @@ class Pipeline:
 
     def stamp(self, stage: str) -> str | None:
         """The identity of a stage's output, recorded by the stages reading it."""
-        from gan.io import read_json
-
         out = self.output(stage)
         if stage == "prompts":
             path = self.prompt_set_path()
@@ -591,8 +605,6 @@ class Pipeline:
 
     def _output_state(self, stage: str) -> tuple[str, str]:
         """(done | partial | todo, detail) from the stage's own output alone."""
-        from gan.io import read_json
-
         out = self.output(stage)
         if stage == "prompts":
             cfg = self.config.prompts
@@ -608,8 +620,6 @@ class Pipeline:
                 return ("done" if m.get("complete") else "partial"), detail
             return ("partial", "planned") if (out / "plan.json").is_file() else ("todo", "")
         if stage == "chunks":
-            from weightgen.chunks.dataset import CHUNKS_FILE
-
             return ("done", "") if (out / CHUNKS_FILE).is_file() and (out / "layout.json").is_file() else ("todo", "")
         if stage == "generator":
             state_file = out / "training" / "state.json"
@@ -677,8 +687,6 @@ class Pipeline:
             progress: bool = True) -> list[StageStatus]:
         """Run the selected stages in order: skip the done, resume the partial, refuse the changed
         (unless `overwrite_changed`: remove and rebuild). Returns the final statuses."""
-        from weightgen.zoo.ranks import Ranks
-
         selected = self.stages(stages)
         ranks = Ranks.from_env()
         main = ranks.is_main
@@ -760,15 +768,11 @@ class Pipeline:
             path.unlink()
 
     def _write_record(self, stage: str) -> None:
-        from gan.io import write_json
-
         state = self._read_state()
         state["stages"][stage] = {"config": self.record(stage), "started": _now(), "finished": None, "seconds": None}
         write_json(self.work / STATE_FILE, state)
 
     def _finish_record(self, stage: str, seconds: float) -> None:
-        from gan.io import write_json
-
         state = self._read_state()
         entry = state["stages"].setdefault(stage, {"config": self.record(stage)})
         entry.update(finished=_now(), seconds=round(seconds, 2))
@@ -785,16 +789,12 @@ class Pipeline:
 
     def encoder(self, name: str | None = None, path: str | None = None):
         """A loaded text encoder (the prompts' by default), loaded once per pipeline."""
-        from weightgen.text_encoders import load_text_encoder
-
         key = (name or self.config.prompts.encoder, path)
         if key not in self.encoders:
             self.encoders[key] = load_text_encoder(key[0], path)
         return self.encoders[key]
 
     def prompt_set(self):
-        from prompts import load_prompt_set
-
         if self._prompts is None:
             self._prompts = load_prompt_set(self.prompt_set_path())
         return self._prompts
@@ -804,11 +804,6 @@ class Pipeline:
 
     def build_pairs(self, texts: Sequence[str], overwrite: bool = False, progress: bool = True) -> None:
         """The pairs of `texts` missing from work/pairs, with one shared text encoder for the procedural editor."""
-        from prompts.identity import concept_id
-        from weightgen.pairs.build import build_pairs
-        from weightgen.pairs.editors import load_editor
-        from weightgen.zoo.inputs import pairs_manifest
-
         manifest = pairs_manifest(self.pairs_dir) if self.pairs_dir.is_dir() else None
         have = set(manifest["concepts"]) if manifest else set()
         missing = [t for t in texts if concept_id(t) not in have]
@@ -817,8 +812,6 @@ class Pipeline:
         cfg = self.config.pairs
         editor = None
         if cfg.editor == "procedural":
-            from weightgen.pairs.editors.procedural import ProceduralConfig
-
             options = dict(cfg.editor_options)
             text_encoder = ProceduralConfig(**options).text_encoder
             editor = load_editor("procedural", encoder=self.encoder(text_encoder), **options)
@@ -830,9 +823,6 @@ class Pipeline:
     # -- the stages --------------------------------------------------------------------------------------------
 
     def _run_prompts(self, progress: bool, overwrite: bool) -> None:
-        from prompts.build import build_prompt_set
-        from prompts.llm import make_backend
-
         cfg = self.config.prompts
         generator = make_backend(cfg.generator, cfg.llm)
         augmenter = generator if cfg.augmenter == cfg.generator else make_backend(cfg.augmenter, cfg.llm)
@@ -843,8 +833,6 @@ class Pipeline:
         self.console.print(f"prompt set: {stats['concepts']} concepts ({stats['heldout']} held out)")
 
     def _run_base(self, progress: bool, overwrite: bool) -> None:
-        from weightgen.zoo import base_concepts, build_base
-
         cfg = self.config.base
         texts = list(cfg.concepts) or base_concepts(self.prompt_set(), cfg.n_concepts, self.encoder(), cfg.select_seed)
         self.console.print(escape(f"base concepts ({len(texts)}): " + "; ".join(texts)))
@@ -856,8 +844,6 @@ class Pipeline:
 
     def _zoo_plan(self, overwrite: bool, progress: bool) -> list:
         """The zoo's concepts (explicit, or k-means picks) with their pairs built; the main rank calls it."""
-        from weightgen.zoo import ZooConcept, plan_from_prompt_set
-
         cfg = self.config.zoo
         if cfg.train_concepts or cfg.heldout_concepts:
             plan = [ZooConcept(t, "train") for t in cfg.train_concepts] + \
@@ -869,8 +855,6 @@ class Pipeline:
         return plan
 
     def _run_zoo(self, progress: bool, overwrite: bool) -> None:
-        from weightgen.zoo import build_zoo
-
         config = self.config.zoo.zoo_config(self.output("zoo"), self.output("base"), self.pairs_dir,
                                             self._pairs_settings(overwrite))
         report = build_zoo(config, lambda: self._zoo_plan(overwrite, progress), progress=progress)
@@ -880,43 +864,17 @@ class Pipeline:
                                f"built now, {len(report.skipped)} already done, {len(report.rebuilt)} rebuilt)")
 
     def _run_chunks(self, progress: bool, overwrite: bool) -> None:
-        from weightgen.chunks import build_chunk_dataset
-
         build_chunk_dataset(self.output("zoo"), self.output("chunks"), block_size=self.config.chunks.block_size,
                             progress=progress)
 
-    def validation(self) -> Callable | None:
-        """The generator's GAN validation (weightgen.chunks.evaluate.chunks_validation), or None with a line why."""
-        from weightgen.chunks.evaluate import chunks_validation
-
-        cfg = self.config.generator
-        if not cfg.validate_concepts:
-            return None
-        try:
-            return chunks_validation(self.output("chunks"), self.output("zoo"), cfg.validate_concepts,
-                                     cfg.val_concepts, cfg.seed)
-        except USER_ERRORS as e:
-            self.console.print(escape(f"no GAN validation: {e}"))
-            return None
-
     def _run_generator(self, progress: bool, overwrite: bool) -> None:
-        from weightgen.generator.training import train_generator
-
         cfg = self.config.generator
-        generator_dir = train_generator(self.output("chunks"), self.output("generator"), cfg.train_config(),
-                                        resume=True, validate=self.validation(), progress=progress,
-                                        text_encoder=self.encoder(cfg.text_encoder, cfg.text_encoder_path))
-        if cfg.guidance_sweep:
-            from weightgen.chunks.evaluate import pick_guidance
-
-            pick_guidance(generator_dir, self.output("zoo"), cfg.guidance_sweep, log=self.console.print)
+        train_validate_pick(self.output("chunks"), self.output("generator"), cfg.train_config(), zoo=self.output("zoo"),
+                            validate_concepts=cfg.validate_concepts, guidance_sweep=cfg.guidance_sweep, resume=True,
+                            progress=progress, text_encoder=self.encoder(cfg.text_encoder, cfg.text_encoder_path),
+                            log=lambda line: self.console.print(escape(line)))
 
     def _run_ship(self, progress: bool, overwrite: bool) -> None:
-        import tempfile
-
-        from gan.io import atomic_dir, read_json
-        from weightgen.finetune.starts import ZooReference
-        from weightgen.generator.pipeline import WeightGenPipeline
 
         gen, target, base = self.config.generator, self.output("ship"), self.output("base")
         pipe = WeightGenPipeline.from_pretrained(self.generator_dir,
@@ -946,14 +904,6 @@ class _Bar:
 
     def __enter__(self) -> _Bar:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
             self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             self.progress.start()
         return self

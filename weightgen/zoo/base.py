@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from gan.base import train_base
 from prompts.identity import concept_id
 from weightgen.errors import WeightgenError
 from weightgen.pairs.build import unique_concepts
@@ -39,8 +40,6 @@ def build_base(config: BaseConfig, concepts: Sequence[str], progress: bool = Tru
     if manifest.get("image_size") not in (None, model.generator.image_size):
         # The generator's image_size records the training resolution: take it from the data.
         model = replace(model, generator=replace(model.generator, image_size=int(manifest["image_size"])))
-    from gan.base import train_base
-
     with torch_threads(config.threads):
         return train_base(config.pairs, [concept_id(t) for t in texts], model, out, overwrite=config.overwrite,
                           progress=progress)

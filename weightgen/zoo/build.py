@@ -23,7 +23,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gan.io import atomic_dir, write_json
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from gan.data import PairedData
+from gan.io import atomic_dir, read_json, write_json
+from gan.lora import count_lora_params
+from gan.lora_training import adapter_checkpoints, train_lora
 from weightgen.errors import WeightgenError
 from weightgen.zoo.config import ZooConfig
 from weightgen.zoo.inputs import BaseModels, ensure_pairs, pairs_settings_of
@@ -32,6 +44,7 @@ from weightgen.zoo.ranks import Ranks, StoreBarrier, rank_local, torch_threads
 from weightgen.zoo.store import (
     ENTRY,
     ENTRY_FORMAT,
+    PLAN,
     check_entry,
     checkpoint_record,
     manifest_from_entries,
@@ -106,15 +119,11 @@ def build_zoo(config: ZooConfig, concepts: Concepts, progress: bool = True, on_c
 
 
 def _on_cpu(config: ZooConfig) -> bool:
-    import torch
-
     return config.train.cpu or not torch.cuda.is_available()
 
 
 def _pick_device(ranks: Ranks, config: ZooConfig) -> None:
     """One GPU per local rank (accelerate picks `cuda`, the current device, in single-process mode)."""
-    import torch
-
     if not _on_cpu(config) and torch.cuda.device_count() > 1:
         torch.cuda.set_device(ranks.local_rank % torch.cuda.device_count())
 
@@ -159,9 +168,6 @@ def _prepare(config: ZooConfig, concepts: Concepts, base: BaseModels, report: Zo
 
 def _check_settings(zoo: Path, settings: dict, overwrite: bool, log: Callable[[str], None]) -> None:
     """Refuse to mix adapters of two recipes or bases in one zoo; --overwrite removes the old concepts."""
-    from gan.io import read_json
-    from weightgen.zoo.store import PLAN
-
     if not (zoo / PLAN).exists():
         return
     old = read_json(zoo / PLAN).get("settings", {})
@@ -197,10 +203,6 @@ def _write_manifest(config: ZooConfig, base: BaseModels, plan: Sequence[ZooConce
 
 def train_concept(concept: ZooConcept, base: BaseModels, config: ZooConfig, callback=None, rank: int = 0) -> dict:
     """Train one concept's LoRA and write <zoo>/<id>/ (K adapters + entry.json) atomically; returns the entry."""
-    from gan.data import PairedData
-    from gan.lora import count_lora_params
-    from gan.lora_training import adapter_checkpoints, train_lora
-
     zoo = Path(config.out)
     data = PairedData.load(config.pairs, [concept.id])
     generator, discriminator = copy.deepcopy(base.generator), copy.deepcopy(base.discriminator)
@@ -241,14 +243,6 @@ class _ZooProgress:
 
     def __enter__(self) -> _ZooProgress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
             self.progress = Progress(TextColumn("zoo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                      TextColumn("{task.description}"))
             self.progress.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gan.config import BaseTrainConfig, GeneratorConfig, LoraSettings, TrainConfig
+from gan.config import BaseTrainConfig, GanTrainConfig, GeneratorConfig, LoraSettings
 from weightgen.errors import WeightgenError
 
 SPLITS = ("train", "heldout")  # the zoo manifest's "split" values
@@ -20,14 +20,14 @@ DEFAULT_ZOO_STEPS = 400
 DEFAULT_BASE_STEPS = 1000
 
 
-def default_zoo_train() -> TrainConfig:
+def default_zoo_train() -> GanTrainConfig:
     """`weightgen train-lora`'s recipe: the LoRA starts at zero, so it takes a high rate; D keeps pix2pix's."""
-    return TrainConfig(batch_size=8, lr=1e-3, lr_d=2e-4, max_steps=DEFAULT_ZOO_STEPS, eval_every=50, seed=0)
+    return GanTrainConfig(batch_size=8, lr=1e-3, lr_d=2e-4, max_steps=DEFAULT_ZOO_STEPS, eval_every=50, seed=0)
 
 
 def default_base_train() -> BaseTrainConfig:
     return BaseTrainConfig(GeneratorConfig(image_size=64),
-                           train=TrainConfig(batch_size=8, lr=2e-4, max_steps=DEFAULT_BASE_STEPS, eval_every=250))
+                           train=GanTrainConfig(batch_size=8, lr=2e-4, max_steps=DEFAULT_BASE_STEPS, eval_every=250))
 
 
 def _check(ok: bool, message: str) -> None:
@@ -63,7 +63,7 @@ class ZooConfig:
     base: str  # base folder written by `weightgen zoo base` / `weightgen train-base`
     pairs: str  # pair-dataset folder; missing concepts are built into it with `pairs_settings`
     lora: LoraSettings = field(default_factory=LoraSettings)  # one init seed for all: one aligned weight space
-    train: TrainConfig = field(default_factory=default_zoo_train)  # per-concept recipe (checkpoint_steps are set here)
+    train: GanTrainConfig = field(default_factory=default_zoo_train)  # per-concept recipe (checkpoint_steps are set here)
     k: int = 5  # checkpoints kept per concept
     checkpoint_window: float = 0.25  # the K checkpoints are spread over this last fraction of the steps
     splits: tuple[str, ...] = SPLITS  # which splits of the plan to build ("heldout": the benchmark's oracle)
@@ -78,7 +78,7 @@ class ZooConfig:
             _check(isinstance(getattr(self, name), str) and getattr(self, name),
                    f"`{name}` should be a folder path, got {getattr(self, name)!r}")
         _check(isinstance(self.lora, LoraSettings), f"`lora` should be a LoraSettings, got {type(self.lora).__name__}")
-        _check(isinstance(self.train, TrainConfig), f"`train` should be a TrainConfig, got {type(self.train).__name__}")
+        _check(isinstance(self.train, GanTrainConfig), f"`train` should be a GanTrainConfig, got {type(self.train).__name__}")
         _check(isinstance(self.k, int) and not isinstance(self.k, bool) and self.k > 0,
                f"`k` should be a positive integer, got {self.k!r}")
         _check(isinstance(self.checkpoint_window, (int, float)) and 0.0 < self.checkpoint_window <= 1.0,

@@ -10,8 +10,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gan.base import load_base, train_base
+from gan.config import (
+    BaseTrainConfig,
+    DiscriminatorConfig,
+    GanTrainConfig,
+    GeneratorConfig,
+    LoraSettings,
+)
+from gan.data import PairedData
 from gan.io import write_json
+from gan.lora import count_lora_params, save_adapter
+from gan.lora_training import train_lora
+from gan.metrics import evaluate_pairs, generate
+from gan.viz import write_grid
+from prompts import load_prompt_set
+from prompts.select import select_representative
 from weightgen.errors import WeightgenError
+from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.text_encoders import load_text_encoder
 
 
 @dataclass
@@ -35,31 +52,12 @@ class DemoConfig:
 
 def representative_concepts(k: int, seed: int = 0, encoder=None) -> list[str]:
     """E2GAN's choice of base concepts: k-means centres over the shipped train concepts' embeddings."""
-    from prompts import load_prompt_set
-    from prompts.select import select_representative
-
     texts = [c.text for c in load_prompt_set().train]
     return [texts[i] for i in select_representative(texts, k, encoder=encoder, seed=seed)]
 
 
 def run_demo(config: DemoConfig) -> dict:
     """Run (or resume) the demo; returns the summary that is also written to <out>/summary.json."""
-    from gan.base import load_base, train_base
-    from gan.config import (
-        BaseTrainConfig,
-        DiscriminatorConfig,
-        GeneratorConfig,
-        LoraSettings,
-        TrainConfig,
-    )
-    from gan.data import PairedData
-    from gan.lora import count_lora_params, save_adapter
-    from gan.lora_training import train_lora
-    from gan.metrics import evaluate_pairs, generate
-    from gan.viz import write_grid
-    from weightgen.pairs.build import PairsConfig, build_pairs
-    from weightgen.text_encoders import load_text_encoder
-
     out = Path(config.out)
     encoder = load_text_encoder("minilm")
     base_concepts = representative_concepts(config.n_base_concepts, config.seed, encoder)
@@ -70,7 +68,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     base_dir = out / "base"
     if not (base_dir / "weightgen.json").is_file():
-        train = TrainConfig(max_steps=100_000, max_seconds=config.base_seconds, eval_every=100, seed=config.seed)
+        train = GanTrainConfig(max_steps=100_000, max_seconds=config.base_seconds, eval_every=100, seed=config.seed)
         train_base(pairs_dir, base_concepts, BaseTrainConfig(GeneratorConfig(), DiscriminatorConfig(), train),
                    base_dir, overwrite=True)
     generator, discriminator = load_base(base_dir)
@@ -79,7 +77,7 @@ def run_demo(config: DemoConfig) -> dict:
     pairs = data.concepts[0]
     base_metrics = evaluate_pairs(generator, pairs.test_source, pairs.test_target)
     base_images = generate(generator, pairs.test_source)
-    train = TrainConfig(lr=1e-3, max_steps=100_000, max_seconds=config.lora_seconds, eval_every=50, seed=config.seed)
+    train = GanTrainConfig(lr=1e-3, max_steps=100_000, max_seconds=config.lora_seconds, eval_every=50, seed=config.seed)
     model, history = train_lora(generator, discriminator, data, LoraSettings(), train)
     last = history[-1]
     lora_dir = out / "lora"

@@ -7,16 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gan.base import load_base
+from gan.data import read_manifest
+from gan.lora import fingerprint, weights_hash
 from prompts.identity import concept_id
 from weightgen.errors import WeightgenError
+from weightgen.pairs.build import PairsConfig, build_pairs
 
 PAIRS_SETTINGS_KEYS = ("editor", "image_size", "seed", "n_train", "n_test", "sources_origin", "test_fraction")
 
 
 def pairs_manifest(pairs_dir: str | Path) -> dict | None:
     """The pairs folder's manifest, or None when the folder has none yet."""
-    from gan.data import read_manifest
-
     path = Path(pairs_dir)
     if not (path / "manifest.json").exists():
         return None
@@ -31,8 +33,6 @@ def ensure_pairs(pairs_dir: str | Path, texts: Sequence[str], settings: dict, bu
     PairsConfig fields, which must match the folder's) when `build`, else they are an error that
     names them and says how to build them.
     """
-    from weightgen.pairs.build import PairsConfig, build_pairs
-
     manifest = pairs_manifest(pairs_dir)
     have = set(manifest["concepts"]) if manifest else set()
     missing = [t for t in texts if concept_id(t) not in have]
@@ -69,9 +69,6 @@ class BaseModels:
 
     @classmethod
     def load(cls, base_dir: str | Path) -> BaseModels:
-        from gan.base import load_base
-        from gan.lora import fingerprint, weights_hash
-
         base_dir = Path(base_dir)
         if not base_dir.is_dir():
             raise WeightgenError(f"base folder not found: {base_dir} (build it with `weightgen zoo base`)")

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from prompts.identity import concept_id
+from prompts.select import select_representative
 from weightgen.errors import WeightgenError
+from weightgen.text_encoders import load_text_encoder
 from weightgen.zoo.config import SPLITS
 
 
@@ -42,9 +44,6 @@ def pick_representative(texts: Sequence[str], n: int | None, encoder: Any = None
         raise WeightgenError(f"the number of concepts to pick should be positive, got {n}")
     if n is None or n >= len(texts):
         return texts
-    from prompts.select import select_representative
-    from weightgen.text_encoders import load_text_encoder
-
     if encoder is None or isinstance(encoder, str):
         encoder = load_text_encoder(encoder or "minilm")
     chosen = select_representative(texts, n, encoder, seed=seed)

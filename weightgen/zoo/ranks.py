@@ -23,6 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+import torch
+import torch.distributed as dist
+
 from weightgen.errors import WeightgenError
 
 T = TypeVar("T")
@@ -77,8 +80,6 @@ class StoreBarrier:
         if not addr or not port:
             raise WeightgenError(f"WORLD_SIZE={ranks.world} but MASTER_ADDR/MASTER_PORT are not set: "
                                  "start the zoo with `accelerate launch` or `torchrun`")
-        import torch.distributed as dist
-
         # Under torchrun (and so accelerate launch) the agent hosts the store; otherwise rank 0 does.
         agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
         self.store = dist.TCPStore(addr, int(port), ranks.world, is_master=ranks.is_main and not agent,
@@ -97,8 +98,6 @@ class StoreBarrier:
 @contextmanager
 def rank_local() -> Iterator[None]:
     """Hide the launcher's multi-process variables so accelerate sets up single-process training here."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         raise WeightgenError("the zoo trains each rank's concepts single-process and cannot run inside an "
                              "initialized torch.distributed process group")
@@ -112,8 +111,6 @@ def rank_local() -> Iterator[None]:
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """torch intra-op threads for this block (None: unchanged), restored after."""
-    import torch
-
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from prompts.identity import normalize_concept
 from weightgen.errors import WeightgenError
-from weightgen.pairs.editors import from_float_images, to_float_images
+from weightgen.pairs.editors.images import from_float_images, to_float_images
 
 DEFAULT_MODEL = "timbrooks/instruct-pix2pix"
 

@@ -31,8 +31,9 @@ import torch
 
 from prompts.identity import normalize_concept, stable_seed
 from weightgen.errors import WeightgenError
-from weightgen.pairs.editors import from_float_images, to_float_images
+from weightgen.pairs.editors.images import from_float_images, to_float_images
 from weightgen.pairs.editors.ops import OPS, OpContext
+from weightgen.text_encoders import load_text_encoder
 
 # Generic phrasings that carry no look of their own. They join the lasso's dictionary so that
 # "made of ..." or "in the style of ..." is explained by them instead of by whichever op's
@@ -111,8 +112,6 @@ class ProceduralEditor:
             raise WeightgenError(f"pass either a config or keyword options, not both: {sorted(overrides)}")
         self.config = config or ProceduralConfig(**overrides)
         if encoder is None:
-            from weightgen.text_encoders import load_text_encoder
-
             encoder = load_text_encoder(self.config.text_encoder)
         self.encoder = encoder
         self.op_names = list(OPS)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.segmentation import slic
 
 from weightgen.pairs.editors.imageops import (
     box_mean,
@@ -49,8 +50,6 @@ def stained_glass(x: Tensor, p: dict, ctx: OpContext) -> Tensor:
 
 def superpixels(ctx: OpContext, n_segments: int) -> Tensor:
     """skimage SLIC per source image, cached by the source bytes (sources repeat across concepts)."""
-    from skimage.segmentation import slic
-
     src = ctx.source
     key = ("slic", n_segments, hashlib.sha1(src.numpy().tobytes()).hexdigest())
     if key not in ctx.cache:
