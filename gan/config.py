@@ -8,7 +8,7 @@ Defaults fit a 2-core CPU at 64x64; every size scales up for a GPU at 256x256.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_type_hints
 
 from gan.errors import GanError
 
@@ -17,32 +17,54 @@ UPSAMPLE_MODES = ("nearest", "bilinear")
 GAN_MODES = ("bce", "lsgan")  # keys of gan.losses.GAN_LOSSES
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise GanError(message)
+class Config:
+    """The base of every config dataclass, gan's and weightgen's: a strict dict round trip and checks.
 
+    Checkpoints store their config as JSON, so `from_dict` refuses unknown keys (naming the known
+    ones) and rebuilds nested config fields from their dicts. Checks raise `error`, the package's
+    own error type (weightgen.config.Config sets WeightgenError), with a message echoing the value.
+    """
 
-def _positive_int(name: str, value: Any) -> None:
-    _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-           f"`{name}` should be a positive integer, got {value!r}")
-
-
-class _Config:
-    """Dict round trip shared by the configs (checkpoints store their config as JSON)."""
+    error: ClassVar[type[Exception]] = GanError
 
     def to_dict(self) -> dict:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, data: dict):
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
-        _check(not unknown, f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        if not isinstance(data, dict):
+            raise cls.error(f"{cls.__name__} should be a table of settings, got {data!r}")
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise cls.error(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
+        hints = get_type_hints(cls)
+        values = {}
+        for name, value in data.items():
+            kind = hints.get(name)
+            nested = isinstance(kind, type) and issubclass(kind, Config) and isinstance(value, dict)
+            values[name] = kind.from_dict(value) if nested else value
+        return cls(**values)
+
+    @classmethod
+    def check(cls, ok: bool, message: str) -> None:
+        if not ok:
+            raise cls.error(message)
+
+    @classmethod
+    def check_int(cls, name: str, value: Any, minimum: int = 1) -> None:
+        """An int (bool refused) >= minimum; the message says 'positive' or 'non-negative' for 1 and 0."""
+        what = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
+        cls.check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+                  f"`{name}` should be {what}, got {value!r}")
+
+    @classmethod
+    def check_choice(cls, name: str, value: Any, choices) -> None:
+        cls.check(value in choices, f"`{name}` should be one of {tuple(choices)}, got {value!r}")
 
 
 @dataclass
-class GeneratorConfig(_Config):
+class GeneratorConfig(Config):
     """E2GAN-style generator: stem conv, strided downsampling, ResNet blocks, one transformer block."""
 
     in_channels: int = 3  # RGB source image
@@ -58,15 +80,15 @@ class GeneratorConfig(_Config):
     def __post_init__(self) -> None:
         for name in ("in_channels", "out_channels", "base_channels", "n_downsample", "attention_heads",
                      "mlp_ratio", "image_size"):
-            _positive_int(name, getattr(self, name))
-        _check(isinstance(self.n_res_blocks, int) and self.n_res_blocks >= 0,
+            self.check_int(name, getattr(self, name))
+        self.check(isinstance(self.n_res_blocks, int) and self.n_res_blocks >= 0,
                f"`n_res_blocks` should be a non-negative integer, got {self.n_res_blocks!r}")
-        _check(self.upsample_mode in UPSAMPLE_MODES,
+        self.check(self.upsample_mode in UPSAMPLE_MODES,
                f"`upsample_mode` should be one of {UPSAMPLE_MODES}, got {self.upsample_mode!r}")
         factor = 2**self.n_downsample
-        _check(self.image_size % factor == 0,
+        self.check(self.image_size % factor == 0,
                f"`image_size` {self.image_size} is not divisible by 2**n_downsample = {factor}")
-        _check(self.bottleneck_channels % self.attention_heads == 0,
+        self.check(self.bottleneck_channels % self.attention_heads == 0,
                f"bottleneck channels {self.bottleneck_channels} (base_channels * 2**n_downsample) are not "
                f"divisible by `attention_heads` = {self.attention_heads}")
 
@@ -76,7 +98,7 @@ class GeneratorConfig(_Config):
 
 
 @dataclass
-class DiscriminatorConfig(_Config):
+class DiscriminatorConfig(Config):
     """PatchGAN (pix2pix): judges overlapping patches of (source, image) pairs."""
 
     source_channels: int = 3
@@ -86,7 +108,7 @@ class DiscriminatorConfig(_Config):
 
     def __post_init__(self) -> None:
         for name in ("source_channels", "image_channels", "base_channels", "n_layers"):
-            _positive_int(name, getattr(self, name))
+            self.check_int(name, getattr(self, name))
 
 
 # The generator's Conv2d / Linear layers between the 7x7 stem and head (gan.generator names them so):
@@ -102,7 +124,7 @@ def default_rank_pattern(rank: int) -> dict[str, int]:
 
 
 @dataclass
-class LoraSettings(_Config):
+class LoraSettings(Config):
     """LoRA on the generator's Conv2d + Linear layers, through peft.
 
     `target_modules` are peft name patterns (a module matches when its name equals the pattern or
@@ -119,17 +141,17 @@ class LoraSettings(_Config):
     init_seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive_int("rank", self.rank)
-        _check(isinstance(self.alpha, (int, float)) and self.alpha > 0, f"`alpha` should be positive, got {self.alpha!r}")
-        _check(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
+        self.check_int("rank", self.rank)
+        self.check(isinstance(self.alpha, (int, float)) and self.alpha > 0, f"`alpha` should be positive, got {self.alpha!r}")
+        self.check(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
                f"`dropout` should be in [0, 1), got {self.dropout!r}")
         self.target_modules = tuple(self.target_modules)
-        _check(len(self.target_modules) > 0 and all(isinstance(t, str) and t for t in self.target_modules),
+        self.check(len(self.target_modules) > 0 and all(isinstance(t, str) and t for t in self.target_modules),
                f"`target_modules` should be a non-empty list of module name patterns, got {self.target_modules!r}")
-        _check(isinstance(self.rank_pattern, dict), f"`rank_pattern` should be a dict, got {self.rank_pattern!r}")
+        self.check(isinstance(self.rank_pattern, dict), f"`rank_pattern` should be a dict, got {self.rank_pattern!r}")
         for pattern, r in self.rank_pattern.items():
-            _positive_int(f"rank_pattern[{pattern!r}]", r)
-        _check(isinstance(self.init_seed, int), f"`init_seed` should be an integer, got {self.init_seed!r}")
+            self.check_int(f"rank_pattern[{pattern!r}]", r)
+        self.check(isinstance(self.init_seed, int), f"`init_seed` should be an integer, got {self.init_seed!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -138,7 +160,7 @@ class LoraSettings(_Config):
 
 
 @dataclass
-class GanTrainConfig(_Config):
+class GanTrainConfig(Config):
     """The pix2pix training recipe (cGAN + lambda * L1) and its stopping rules."""
 
     batch_size: int = 8
@@ -158,40 +180,33 @@ class GanTrainConfig(_Config):
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps"):
-            _positive_int(name, getattr(self, name))
-        _check(isinstance(self.lr, (int, float)) and self.lr > 0, f"`lr` should be positive, got {self.lr!r}")
-        _check(self.lr_d is None or (isinstance(self.lr_d, (int, float)) and self.lr_d > 0),
+            self.check_int(name, getattr(self, name))
+        self.check(isinstance(self.lr, (int, float)) and self.lr > 0, f"`lr` should be positive, got {self.lr!r}")
+        self.check(self.lr_d is None or (isinstance(self.lr_d, (int, float)) and self.lr_d > 0),
                f"`lr_d` should be positive or None, got {self.lr_d!r}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
-        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+        self.check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
                f"`betas` should be two numbers in [0, 1), got {self.betas!r}")
-        _check(self.lambda_l1 >= 0, f"`lambda_l1` should be >= 0, got {self.lambda_l1!r}")
-        _check(self.gan_mode in GAN_MODES, f"`gan_mode` should be one of {GAN_MODES}, got {self.gan_mode!r}")
+        self.check(self.lambda_l1 >= 0, f"`lambda_l1` should be >= 0, got {self.lambda_l1!r}")
+        self.check(self.gan_mode in GAN_MODES, f"`gan_mode` should be one of {GAN_MODES}, got {self.gan_mode!r}")
         if self.max_seconds == 0:
             self.max_seconds = None
-        _check(self.max_seconds is None or self.max_seconds > 0,
+        self.check(self.max_seconds is None or self.max_seconds > 0,
                f"`max_seconds` should be positive (or 0/None for no budget), got {self.max_seconds!r}")
-        _check(isinstance(self.eval_every, int) and self.eval_every >= 0,
+        self.check(isinstance(self.eval_every, int) and self.eval_every >= 0,
                f"`eval_every` should be a non-negative integer, got {self.eval_every!r}")
-        _check(self.mixed_precision in MIXED_PRECISION,
+        self.check(self.mixed_precision in MIXED_PRECISION,
                f"`mixed_precision` should be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         self.checkpoint_steps = tuple(sorted(set(self.checkpoint_steps)))
-        _check(all(isinstance(s, int) and s > 0 for s in self.checkpoint_steps),
+        self.check(all(isinstance(s, int) and s > 0 for s in self.checkpoint_steps),
                f"`checkpoint_steps` should be positive step numbers, got {self.checkpoint_steps!r}")
 
 
 @dataclass
-class BaseTrainConfig(_Config):
+class BaseTrainConfig(Config):
     """Everything `train_base` needs: the two networks and the recipe (stored in the base folder)."""
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     train: GanTrainConfig = field(default_factory=GanTrainConfig)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "BaseTrainConfig":
-        unknown = sorted(set(data) - {"generator", "discriminator", "train"})
-        _check(not unknown, f"unknown BaseTrainConfig fields {unknown}")
-        return cls(GeneratorConfig.from_dict(data.get("generator", {})),
-                   DiscriminatorConfig.from_dict(data.get("discriminator", {})),
-                   GanTrainConfig.from_dict(data.get("train", {})))

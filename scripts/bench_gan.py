@@ -22,7 +22,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 import weightgen  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
-from gan.config import DiscriminatorConfig, GeneratorConfig, LoraSettings, GanTrainConfig  # noqa: E402
+from gan.config import (  # noqa: E402
+    DiscriminatorConfig,
+    GanTrainConfig,
+    GeneratorConfig,
+    LoraSettings,
+)
 from gan.data import PairedData  # noqa: E402
 from gan.discriminator import Discriminator  # noqa: E402
 from gan.generator import Generator  # noqa: E402

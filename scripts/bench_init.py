@@ -78,10 +78,10 @@ def report(figures: dict, json_path: Path | None) -> None:
 def build_generator(out: Path, model_size: str, block_size: int):
     import torch
 
-    from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+    from weightgen.generator.config import MODEL_SIZES, DiffusionConfig
+    from weightgen.generator.diffusion import WeightDiffusion
     from weightgen.generator.network import WeightUNet1D
     from weightgen.generator.pipeline import WeightGenPipeline
-    from weightgen.generator.sizes import MODEL_SIZES
     from weightgen.text_encoders import load_text_encoder
 
     layout = real_lora_layout(block_size)
@@ -165,8 +165,8 @@ def quality(args) -> dict:
     import torch
 
     from weightgen.chunks import ChunkData, memorization_distances
-    from weightgen.generator.sizes import MODEL_SIZES
-    from weightgen.generator.training import GeneratorTrainer, GeneratorTrainConfig
+    from weightgen.generator.config import MODEL_SIZES, GeneratorTrainConfig
+    from weightgen.generator.training import GeneratorTrainer
     from weightgen.text_encoders import load_text_encoder
 
     seeds = json.loads((ROOT / "prompts" / "data" / "seeds.json").read_text())

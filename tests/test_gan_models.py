@@ -6,9 +6,9 @@ import torch
 from gan.config import (
     BaseTrainConfig,
     DiscriminatorConfig,
+    GanTrainConfig,
     GeneratorConfig,
     LoraSettings,
-    GanTrainConfig,
 )
 from gan.discriminator import Discriminator
 from gan.generator import Generator

@@ -9,9 +9,9 @@ from gan.base import load_base, read_base_meta, train_base
 from gan.config import (
     BaseTrainConfig,
     DiscriminatorConfig,
+    GanTrainConfig,
     GeneratorConfig,
     LoraSettings,
-    GanTrainConfig,
 )
 from gan.data import PairedData, read_manifest
 from gan.discriminator import Discriminator

@@ -15,9 +15,9 @@ import torch
 
 from weightgen.chunks import build_chunk_dataset, load_chunk_dataset, write_adapter
 from weightgen.errors import USER_ERRORS
-from weightgen.generator.diffusion import DiffusionConfig
+from weightgen.generator.config import DiffusionConfig, GeneratorTrainConfig
 from weightgen.generator.pipeline import WeightGenPipeline
-from weightgen.generator.training import GeneratorTrainer, GeneratorTrainConfig, train_generator
+from weightgen.generator.training import GeneratorTrainer, train_generator
 
 CONCEPTS = ["van gogh style", "pencil sketch", "watercolor painting", "cyberpunk neon city",
             "old sepia photo", "pixel art", "oil painting of a cat", "winter snow scene"]
@@ -163,11 +163,11 @@ def test_resume_refuses_other_settings_and_unasked_reuse(zoo_chunks, encoder, tm
 
 
 def test_bad_train_config_is_refused():
-    with pytest.raises(ValueError, match="model_size must be one of"):
+    with pytest.raises(USER_ERRORS, match="model_size must be one of"):
         tiny_config(model_size="huge")
-    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+    with pytest.raises(USER_ERRORS, match="mixed_precision must be one of"):
         tiny_config(mixed_precision="fp8")
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(USER_ERRORS, match="batch_size must be a positive integer, got 0"):
         tiny_config(batch_size=0)
 
 

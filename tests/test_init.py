@@ -9,10 +9,10 @@ from torch import nn
 
 from weightgen.chunks import ChunkLayout, read_adapter
 from weightgen.errors import USER_ERRORS
-from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+from weightgen.generator.config import MODEL_SIZES, DiffusionConfig
+from weightgen.generator.diffusion import WeightDiffusion
 from weightgen.generator.network import WeightUNet1D
 from weightgen.generator.pipeline import WeightGenPipeline, concept_seed, write_adapters
-from weightgen.generator.sizes import MODEL_SIZES
 
 BLOCK = 64
 A, B, C = "van gogh style", "pencil sketch", "a   cyberpunk city at night"

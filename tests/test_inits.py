@@ -5,7 +5,6 @@ import torch
 from tiny_world import HELDOUT, TRAIN
 
 from weightgen.chunks.evaluate import AdapterEvaluator
-from weightgen.generator.validation import validation_fn
 from weightgen.errors import USER_ERRORS
 from weightgen.finetune.starts import (
     INIT_KINDS,
@@ -15,6 +14,7 @@ from weightgen.finetune.starts import (
     init_weights,
 )
 from weightgen.generator.pipeline import WeightGenPipeline
+from weightgen.generator.validation import validation_fn
 
 
 @pytest.fixture(scope="module")

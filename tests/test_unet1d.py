@@ -3,13 +3,10 @@
 import pytest
 import torch
 
-from weightgen.generator.diffusion import (
-    PREDICTION_TYPES,
-    DiffusionConfig,
-    WeightDiffusion,
-)
+from weightgen.errors import USER_ERRORS
+from weightgen.generator.config import MODEL_SIZES, PREDICTION_TYPES, DiffusionConfig
+from weightgen.generator.diffusion import WeightDiffusion
 from weightgen.generator.network import WeightUNet1D
-from weightgen.generator.sizes import MODEL_SIZES
 
 B, BLOCK, TEXT_DIM = 6, 64, 24
 
@@ -206,7 +203,7 @@ def test_single_step_sample_is_one_call_reading_x0():
     ],
 )
 def test_bad_diffusion_config_is_refused(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(USER_ERRORS, match=match):
         DiffusionConfig(**kwargs)
 
 

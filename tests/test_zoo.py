@@ -12,9 +12,9 @@ import torch
 from gan.config import (
     BaseTrainConfig,
     DiscriminatorConfig,
+    GanTrainConfig,
     GeneratorConfig,
     LoraSettings,
-    GanTrainConfig,
 )
 from prompts.identity import concept_id
 from weightgen.cli import main

@@ -13,9 +13,9 @@ import pytest
 from gan.config import (
     BaseTrainConfig,
     DiscriminatorConfig,
+    GanTrainConfig,
     GeneratorConfig,
     LoraSettings,
-    GanTrainConfig,
     default_rank_pattern,
 )
 from weightgen.pairs.synthetic import write_synthetic_pairs

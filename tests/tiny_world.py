@@ -35,12 +35,13 @@ def build_tiny_world(root: Path, generator_steps: int = 40) -> TinyWorld:
     from gan.config import (
         BaseTrainConfig,
         DiscriminatorConfig,
-        GeneratorConfig,
         GanTrainConfig,
+        GeneratorConfig,
         LoraSettings,
     )
     from weightgen.chunks import build_chunk_dataset
-    from weightgen.generator.training import GeneratorTrainConfig, train_generator
+    from weightgen.generator.config import GeneratorTrainConfig
+    from weightgen.generator.training import train_generator
     from weightgen.pairs.synthetic import write_synthetic_pairs
     from weightgen.zoo import BaseConfig, ZooConcept, ZooConfig, build_base, build_zoo
 

@@ -9,9 +9,7 @@ from typing import Optional
 import typer
 
 from weightgen.errors import WeightgenError
-from weightgen.generator.diffusion import PREDICTION_TYPES
-from weightgen.generator.sizes import MODEL_SIZES
-from weightgen.generator.training import MIXED_PRECISION
+from weightgen.generator.config import MIXED_PRECISION, MODEL_SIZES, PREDICTION_TYPES
 
 
 def _choice(value: str, choices, flag: str) -> str:
@@ -104,8 +102,7 @@ def register(app: typer.Typer) -> None:
         _choice(mixed_precision, MIXED_PRECISION, "--mixed-precision")
         from accelerate import PartialState
 
-        from weightgen.generator.diffusion import DiffusionConfig
-        from weightgen.generator.training import GeneratorTrainConfig
+        from weightgen.generator.config import DiffusionConfig, GeneratorTrainConfig
         from weightgen.generator.validation import train_validate_pick
 
         config = GeneratorTrainConfig(

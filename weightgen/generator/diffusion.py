@@ -13,60 +13,11 @@ network's error ~150x, hence "sample" is the default here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
-PredictionType = Literal["epsilon", "sample", "v_prediction"]
-PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "sample", "v_prediction")
-BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2")
-
-
-@dataclass
-class DiffusionConfig:
-    """The forward process and its reading. Defaults follow p-diff: linear betas 1e-4..0.02, T=1000."""
-
-    num_train_timesteps: int = 1000  # T
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    beta_schedule: str = "linear"  # one of BETA_SCHEDULES (diffusers names)
-    prediction_type: str = "sample"  # one of PREDICTION_TYPES; what the network's output means
-    input_noise: float = 0.0  # p-diff's augmentation: std of noise added to clean blocks in training (1e-3 there)
-    default_t_start: int = -1  # timestep single-step generation starts from; -1 means T - 1
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.num_train_timesteps, int) or self.num_train_timesteps < 2:
-            raise ValueError(f"num_train_timesteps must be an integer >= 2, got {self.num_train_timesteps!r}")
-        if not 0 < self.beta_start < self.beta_end < 1:
-            raise ValueError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start!r}, {self.beta_end!r}")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
-        if not self.input_noise >= 0:
-            raise ValueError(f"input_noise must be >= 0, got {self.input_noise!r}")
-        if not -1 <= self.default_t_start < self.num_train_timesteps:
-            raise ValueError(
-                f"default_t_start must be -1 or in [0, {self.num_train_timesteps}), got {self.default_t_start!r}"
-            )
-
-    @property
-    def t_start(self) -> int:
-        return self.num_train_timesteps - 1 if self.default_t_start < 0 else self.default_t_start
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DiffusionConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown DiffusionConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+from weightgen.generator.config import PREDICTION_TYPES, DiffusionConfig
 
 
 class WeightDiffusion:

@@ -25,7 +25,8 @@ from prompts.identity import concept_id, concept_seed, normalize_concept
 from weightgen import __version__
 from weightgen.chunks import ChunkLayout, write_adapter
 from weightgen.errors import WeightgenError
-from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+from weightgen.generator.config import DiffusionConfig
+from weightgen.generator.diffusion import WeightDiffusion
 from weightgen.generator.network import WeightUNet1D
 from weightgen.shipped import DEFAULT_GENERATOR_DIR
 from weightgen.text_encoders import (

@@ -22,10 +22,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import random
 import shutil
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -37,95 +35,20 @@ from gan.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 from prompts.identity import stable_seed
 from weightgen.chunks import ChunkData, load_chunk_dataset
 from weightgen.errors import WeightgenError
-from weightgen.generator.diffusion import DiffusionConfig, WeightDiffusion
+from weightgen.generator.config import MODEL_SIZES, RESUMABLE_CHANGES, GeneratorTrainConfig
+from weightgen.generator.diffusion import WeightDiffusion
 from weightgen.generator.network import WeightUNet1D
 from weightgen.generator.pipeline import WeightGenPipeline
-from weightgen.generator.sizes import MODEL_SIZES
-from weightgen.text_encoders import TextEncoder, encode_concepts, load_text_encoder, pad_tokens
+from weightgen.text_encoders import (
+    TextEncoder,
+    encode_concepts,
+    load_text_encoder,
+    pad_tokens,
+)
 
-MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
 STATE_FORMAT = "weightgen-generator-training"
-# Fields a resumed run may change; anything else (model size, encoder, noise process) must match.
-# (text_encoder_path may move: the encoder's identity is checked by its fingerprint instead.)
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "validate_every", "log_every",
-                     "text_encoder_path", "cpu", "mixed_precision")
-
 GenerateFn = Callable[[list[str]], "list[dict[str, torch.Tensor]]"]
 ValidateFn = Callable[[int, GenerateFn], dict[str, float]]
-
-
-@dataclass
-class GeneratorTrainConfig:
-    """How to train the generator; stored in its state file and in generator.json."""
-
-    steps: int = 20_000  # optimizer steps in total (a resumed run continues up to this)
-    batch_size: int = 256  # blocks per process per step
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 200  # linear warmup, then cosine decay to min_lr_ratio * lr
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    ema_decay: float = 0.999  # the saved generator uses these averaged weights
-    mixed_precision: str = "no"  # one of MIXED_PRECISION; bf16/fp16 autocast where the device has it
-    model_size: str = "small"  # key of weightgen.generator.sizes.MODEL_SIZES
-    text_encoder: str = "minilm"  # key of weightgen.text_encoders.TEXT_ENCODERS
-    text_encoder_path: str | None = None  # local weights for encoders that need them
-    checkpoint_every: int = 1000  # steps between checkpoints (and generator folder refreshes)
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk
-    validate_every: int = 0  # steps between validation callbacks; 0: only at the end
-    text_dropout: float = 0.0  # chance a concept's text is replaced by the empty prompt (classifier-free guidance)
-    val_concepts: int = 0  # training concepts kept out of training, to validate on and to pick the guidance scale
-    log_every: int = 25
-    seed: int = 0
-    cpu: bool = False  # force the CPU even when an accelerator is present
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.diffusion, dict):
-            self.diffusion = DiffusionConfig.from_dict(self.diffusion)
-        for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "validate_every", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not 0 <= self.text_dropout < 1:
-            raise ValueError(f"text_dropout must be in [0, 1), got {self.text_dropout!r}")
-        if isinstance(self.val_concepts, bool) or not isinstance(self.val_concepts, int) or self.val_concepts < 0:
-            raise ValueError(f"val_concepts must be a non-negative integer, got {self.val_concepts!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(f"weight_decay and grad_clip must be >= 0, got {self.weight_decay!r}, {self.grad_clip!r}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
-        if self.model_size not in MODEL_SIZES:
-            raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {self.model_size!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GeneratorTrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown GeneratorTrainConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
-        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
-
 
 class EMA:
     """Exponential moving average of a model's parameters (float32 shadow copies).

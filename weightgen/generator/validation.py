@@ -19,12 +19,9 @@ from gan.io import read_json, write_json
 from weightgen.chunks import read_chunks_metadata, zoo_checkpoints
 from weightgen.chunks.evaluate import AdapterEvaluator
 from weightgen.errors import USER_ERRORS, WeightgenError
+from weightgen.generator.config import GeneratorTrainConfig
 from weightgen.generator.pipeline import GENERATOR_FILE, WeightGenPipeline
-from weightgen.generator.training import (
-    GeneratorTrainConfig,
-    train_generator,
-    validation_concepts,
-)
+from weightgen.generator.training import train_generator, validation_concepts
 from weightgen.text_encoders import TextEncoder
 
 

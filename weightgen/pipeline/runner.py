@@ -79,8 +79,8 @@ from weightgen.chunks import build_chunk_dataset, validate_block_size
 from weightgen.chunks.dataset import CHUNKS_FILE
 from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.finetune.starts import ZooReference
+from weightgen.generator.config import RESUMABLE_CHANGES, GeneratorTrainConfig
 from weightgen.generator.pipeline import WeightGenPipeline
-from weightgen.generator.training import RESUMABLE_CHANGES, GeneratorTrainConfig
 from weightgen.generator.validation import train_validate_pick
 from weightgen.pairs.build import PairsConfig, build_pairs
 from weightgen.pairs.editors import load_editor
