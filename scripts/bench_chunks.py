@@ -15,7 +15,8 @@ from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from gan.config import LoraSettings
 from gan.generator import Generator
 from gan.lora import add_lora
-from weightgen.chunks import build_chunk_dataset, chunk_stats, load_chunk_dataset
+from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
+from weightgen.chunks.stats import chunk_stats
 
 block = int(sys.argv[1]) if len(sys.argv) > 1 else 256
 root = Path(tempfile.mkdtemp())

@@ -37,8 +37,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from weightgen.bench import heldout_concepts
-    from weightgen.chunks import read_adapter
+    from weightgen.bench.runner import heldout_concepts
+    from weightgen.chunks.adapters import read_adapter
     from weightgen.chunks.evaluate import AdapterEvaluator
     from weightgen.finetune.job import FinetuneConfig, finetune
 

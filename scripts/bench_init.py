@@ -45,7 +45,7 @@ def real_lora_layout(block_size: int):
 
     from gan.config import LoraSettings
     from gan.generator import Generator
-    from weightgen.chunks import ChunkLayout
+    from weightgen.chunks.layout import ChunkLayout
 
     settings = LoraSettings()
     model = get_peft_model(Generator(), LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
@@ -164,7 +164,8 @@ def synthetic_zoo(layout, encoder, texts: list[str], rank: int, checkpoints: int
 def quality(args) -> dict:
     import torch
 
-    from weightgen.chunks import ChunkData, memorization_distances
+    from weightgen.chunks.dataset import ChunkData
+    from weightgen.chunks.stats import memorization_distances
     from weightgen.generator.config import MODEL_SIZES, GeneratorTrainConfig
     from weightgen.generator.training import GeneratorTrainer
     from weightgen.text_encoders import load_text_encoder

@@ -41,13 +41,10 @@ def main() -> None:
 
     import torch
 
-    from weightgen.chunks import (
-        memorization_distances,
-        read_adapter,
-        read_zoo_blocks,
-        zoo_checkpoints,
-    )
+    from weightgen.chunks.adapters import read_adapter
+    from weightgen.chunks.dataset import read_zoo_blocks, zoo_checkpoints
     from weightgen.chunks.evaluate import AdapterEvaluator
+    from weightgen.chunks.stats import memorization_distances
     from weightgen.finetune.starts import (
         InitSources,
         ZooReference,

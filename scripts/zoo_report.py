@@ -30,8 +30,8 @@ from gan.base import load_base  # noqa: E402
 from gan.data import PairedData  # noqa: E402
 from gan.lora import load_adapter  # noqa: E402
 from gan.metrics import evaluate_pairs  # noqa: E402
-from weightgen.chunks import chunk_stats  # noqa: E402
-from weightgen.zoo import read_manifest  # noqa: E402
+from weightgen.chunks.stats import chunk_stats
+from weightgen.zoo.store import read_manifest
 
 
 def evaluate_zoo(zoo: Path, pairs: Path, base: Path) -> list[dict]:

@@ -8,20 +8,17 @@ import pytest
 from tiny_world import HELDOUT
 
 from prompts.identity import concept_id
-from weightgen.bench import (
-    METHODS,
-    BenchConfig,
+from weightgen.bench.config import METHODS, BenchConfig
+from weightgen.bench.report import claim_status, versus
+from weightgen.bench.runner import heldout_concepts, run_bench, run_path
+from weightgen.bench.stats import (
     Hit,
     compare_steps,
     first_hit,
     format_interval,
-    heldout_concepts,
     median_interval,
     ratio_interval,
-    run_bench,
-    run_path,
 )
-from weightgen.bench.report import claim_status, versus
 from weightgen.errors import USER_ERRORS
 
 INF = math.inf
@@ -135,7 +132,7 @@ def test_full_bench_has_every_method_row_and_the_plots(full_bench, tiny_world):
 
 def test_bench_measures_what_it_claims(full_bench, tiny_world):
     """Step-0 quality is the init's own, the target is the oracle's re-measured quality, scratch trains all of G."""
-    from weightgen.chunks import read_adapter
+    from weightgen.chunks.adapters import read_adapter
     from weightgen.chunks.evaluate import AdapterEvaluator
 
     out, _ = full_bench

@@ -9,15 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from weightgen.chunks import (
-    ChunkLayout,
-    build_chunk_dataset,
-    chunk_stats,
-    load_chunk_dataset,
-    read_adapter,
-    validate_block_size,
-    write_adapter,
-)
+from weightgen.chunks.adapters import read_adapter, write_adapter
+from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
+from weightgen.chunks.layout import ChunkLayout, validate_block_size
+from weightgen.chunks.stats import chunk_stats
 from weightgen.errors import USER_ERRORS
 
 # Group sizes of Tiny with r=2: conv 54+16=70, conv2 144+16=160, fc 16+8=24, norm 8+8=16.

@@ -9,8 +9,8 @@ from tiny_world import HELDOUT, TRAIN
 
 from gan.io import read_json, write_json
 from weightgen.errors import USER_ERRORS
+from weightgen.finetune.config import INIT_KINDS
 from weightgen.finetune.job import FinetuneConfig, finetune, lora_state
-from weightgen.finetune.starts import INIT_KINDS
 
 CONCEPT = HELDOUT[0]
 
@@ -97,7 +97,7 @@ def test_lora_state_is_what_peft_saves(tiny_world):
 def test_best_adapter_keeps_the_lowest_l1_not_the_last(tiny_world, tmp_path):
     from gan.base import load_base
     from gan.lora import lora_from_state_dict
-    from weightgen.chunks import read_adapter
+    from weightgen.chunks.adapters import read_adapter
     from weightgen.finetune.job import BestAdapter
 
     _, adapter_config = read_adapter(_zoo_adapter(tiny_world))

@@ -13,7 +13,8 @@ import subprocess
 import pytest
 import torch
 
-from weightgen.chunks import build_chunk_dataset, load_chunk_dataset, write_adapter
+from weightgen.chunks.adapters import write_adapter
+from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
 from weightgen.errors import USER_ERRORS
 from weightgen.generator.config import DiffusionConfig, GeneratorTrainConfig
 from weightgen.generator.pipeline import WeightGenPipeline
@@ -192,7 +193,7 @@ def test_cli_train_then_init(zoo_chunks, tmp_path, capsys):
     assert run_cli(["init", "--generator", str(out), "--concept", "van gogh style", "--out", str(adapter)]) == 0
     printed = capsys.readouterr().out
     assert str(adapter) in printed and "generation" in printed
-    from weightgen.chunks import read_adapter
+    from weightgen.chunks.adapters import read_adapter
 
     sd, config = read_adapter(adapter)
     assert config["r"] == 4 and set(sd) == set(SHAPES)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from weightgen.chunks import ChunkLayout, read_adapter
+from weightgen.chunks.adapters import read_adapter
+from weightgen.chunks.layout import ChunkLayout
 from weightgen.errors import USER_ERRORS
 from weightgen.generator.config import MODEL_SIZES, DiffusionConfig
 from weightgen.generator.diffusion import WeightDiffusion

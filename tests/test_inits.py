@@ -6,8 +6,8 @@ from tiny_world import HELDOUT, TRAIN
 
 from weightgen.chunks.evaluate import AdapterEvaluator
 from weightgen.errors import USER_ERRORS
+from weightgen.finetune.config import INIT_KINDS
 from weightgen.finetune.starts import (
-    INIT_KINDS,
     InitSources,
     ZooReference,
     describe_nearest,
@@ -59,7 +59,7 @@ def test_evaluator_matches_a_model_loaded_from_the_zoo_folder(evaluator, tiny_wo
     from gan.base import load_base
     from gan.lora import load_adapter
     from gan.metrics import evaluate_pairs
-    from weightgen.chunks import read_adapter
+    from weightgen.chunks.adapters import read_adapter
 
     folder = next((tiny_world.zoo).glob("pink-glow-*/ckpt-1"))
     sd, _ = read_adapter(folder)

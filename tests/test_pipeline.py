@@ -162,7 +162,7 @@ def test_changed_config_is_refused_then_overwritten(tiny_run, tmp_path):
     with pytest.raises(USER_ERRORS, match=r"stage chunks was built with another config: chunks.block_size was 64"):
         pipe.run(progress=False)
     pipe.run("chunks", overwrite_changed=True, progress=False)
-    from weightgen.chunks import ChunkLayout
+    from weightgen.chunks.layout import ChunkLayout
 
     assert ChunkLayout.load(pipe.work / "chunks").block_size == 32
     assert states(pipe)["chunks"] == "done" and states(pipe)["generator"] == "changed"  # its input changed

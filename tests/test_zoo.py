@@ -20,19 +20,16 @@ from prompts.identity import concept_id
 from weightgen.cli import main
 from weightgen.errors import USER_ERRORS
 from weightgen.pairs.synthetic import write_synthetic_pairs
-from weightgen.zoo import (
-    BaseConfig,
+from weightgen.zoo.base import build_base
+from weightgen.zoo.build import build_zoo
+from weightgen.zoo.config import BaseConfig, ZooConfig, checkpoint_steps
+from weightgen.zoo.plan import (
     ZooConcept,
-    ZooConfig,
-    build_base,
-    build_zoo,
-    check_entry,
-    checkpoint_steps,
+    check_plan,
     pick_representative,
     plan_from_prompt_set,
-    read_manifest,
 )
-from weightgen.zoo.plan import check_plan
+from weightgen.zoo.store import check_entry, read_manifest
 
 TINY_G = dict(base_channels=8, n_downsample=2, n_res_blocks=1, attention_heads=2, image_size=32)
 TRAIN = ["warm sepia", "cold blue", "green tint"]
@@ -70,7 +67,7 @@ def entry_files(zoo: Path) -> dict[str, float]:
 def test_build_writes_the_manifest_chunks_reads(base, pairs, tmp_path):
     from gan.base import load_base
     from gan.lora import load_adapter
-    from weightgen.chunks import build_chunk_dataset, load_chunk_dataset
+    from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
 
     zoo = tmp_path / "zoo"
     report = build_zoo(tiny_config(zoo, base, pairs), PLAN, progress=True)

@@ -19,15 +19,12 @@ from gan.config import (
     default_rank_pattern,
 )
 from weightgen.pairs.synthetic import write_synthetic_pairs
-from weightgen.zoo import (
-    BaseConfig,
-    ZooConcept,
-    ZooConfig,
-    build_base,
-    build_zoo,
-    read_manifest,
-)
+from weightgen.zoo.base import build_base
+from weightgen.zoo.build import build_zoo
+from weightgen.zoo.config import BaseConfig, ZooConfig
+from weightgen.zoo.plan import ZooConcept
 from weightgen.zoo.ranks import Ranks
+from weightgen.zoo.store import read_manifest
 
 TEXTS = ["warm sepia", "cold blue", "green tint", "pink glow"]
 TINY_G = dict(base_channels=8, n_downsample=2, n_res_blocks=1, attention_heads=2, image_size=32)
@@ -112,7 +109,7 @@ def test_two_cpu_ranks_with_accelerate_launch(inputs, tmp_path):
     ranks = [json.loads((zoo / cid / "entry.json").read_text())["rank"] for cid in m["concepts"]]
     assert ranks == [0, 1, 0, 1]  # concept i trained by rank i % 2, each once
     assert "4/4 concepts complete" in proc.stdout and proc.stdout.count("concepts complete") == 1  # main only
-    from weightgen.chunks import build_chunk_dataset, load_chunk_dataset
+    from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
 
     data = load_chunk_dataset(build_chunk_dataset(zoo, tmp_path / "chunks", block_size=64, progress=False))
     assert data.concepts == TEXTS[:-1]

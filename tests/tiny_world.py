@@ -39,11 +39,14 @@ def build_tiny_world(root: Path, generator_steps: int = 40) -> TinyWorld:
         GeneratorConfig,
         LoraSettings,
     )
-    from weightgen.chunks import build_chunk_dataset
+    from weightgen.chunks.dataset import build_chunk_dataset
     from weightgen.generator.config import GeneratorTrainConfig
     from weightgen.generator.training import train_generator
     from weightgen.pairs.synthetic import write_synthetic_pairs
-    from weightgen.zoo import BaseConfig, ZooConcept, ZooConfig, build_base, build_zoo
+    from weightgen.zoo.base import build_base
+    from weightgen.zoo.build import build_zoo
+    from weightgen.zoo.config import BaseConfig, ZooConfig
+    from weightgen.zoo.plan import ZooConcept
 
     pairs = write_synthetic_pairs(root / "pairs", TRAIN + HELDOUT, n_train=8, n_test=4, image_size=32)
     base = root / "base"

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from weightgen.errors import WeightgenError
-from weightgen.finetune.starts import INIT_KINDS
+from weightgen.finetune.config import INIT_KINDS
 
 # The bench folder: <out>/bench_config.json, <out>/runs/<method>/<concept_id>.json and the report files.
 CONFIG_FILE = "bench_config.json"

@@ -52,7 +52,7 @@ from weightgen.bench.config import (
 )
 from weightgen.bench.report import write_report
 from weightgen.bench.stats import first_hit
-from weightgen.chunks import read_adapter
+from weightgen.chunks.adapters import read_adapter
 from weightgen.chunks.evaluate import AdapterEvaluator
 from weightgen.errors import WeightgenError
 from weightgen.finetune.starts import (

@@ -23,7 +23,8 @@ from gan.base import load_base
 from gan.data import ConceptPairs, PairedData
 from gan.lora import lora_from_state_dict
 from gan.metrics import evaluate_pairs
-from weightgen.chunks import read_adapter, zoo_checkpoints
+from weightgen.chunks.adapters import read_adapter
+from weightgen.chunks.dataset import zoo_checkpoints
 from weightgen.errors import WeightgenError
 
 

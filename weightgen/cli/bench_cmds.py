@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Discard the results already in --out and start over."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     ) -> None:
-        from weightgen.bench import BenchConfig, run_bench, write_report
+        from weightgen.bench.config import BenchConfig
+        from weightgen.bench.report import write_report
+        from weightgen.bench.runner import run_bench
         from weightgen.errors import WeightgenError
 
         if report_only:

@@ -59,11 +59,8 @@ def register(app: typer.Typer) -> None:
         """  # noqa: E501 (one line per paragraph: the help renderer keeps line breaks)
         import time
 
-        from weightgen.chunks import (
-            build_chunk_dataset,
-            chunk_stats,
-            load_chunk_dataset,
-        )
+        from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
+        from weightgen.chunks.stats import chunk_stats
         from weightgen.errors import WeightgenError
 
         if out is None and not stats:

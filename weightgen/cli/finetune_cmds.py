@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from weightgen.finetune.starts import INIT_KINDS
+from weightgen.finetune.config import INIT_KINDS
 from weightgen.pairs.editors import REGISTRY as EDITORS
 from weightgen.shipped import DEFAULT_BASE_DIR
 

@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
         if out.exists() and not overwrite:
             raise WeightgenError(f"output folder already exists: {out} (pass --overwrite to replace it)")
         from gan.io import read_json
-        from weightgen.chunks import ChunkLayout
+        from weightgen.chunks.layout import ChunkLayout
         from weightgen.generator.pipeline import WeightGenPipeline, write_adapters
 
         pipe = WeightGenPipeline.from_pretrained(generator, text_encoder_path=text_encoder_path, device=device)

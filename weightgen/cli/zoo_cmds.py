@@ -76,7 +76,9 @@ def register(app: typer.Typer) -> None:
             GanTrainConfig,
             GeneratorConfig,
         )
-        from weightgen.zoo import BaseConfig, base_concepts, build_base
+        from weightgen.zoo.base import build_base
+        from weightgen.zoo.config import BaseConfig
+        from weightgen.zoo.plan import base_concepts
 
         model = BaseTrainConfig(GeneratorConfig(base_channels=base_channels, image_size=image_size), DiscriminatorConfig(),
                                 GanTrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, eval_every=eval_every,
@@ -137,7 +139,9 @@ def register(app: typer.Typer) -> None:
         Sharded: `accelerate launch --multi_gpu --num_processes N -m weightgen zoo build ...` (or torchrun) splits the concepts over N processes (GPUs, or CPU processes with --cpu).
         """
         from gan.config import GanTrainConfig, LoraSettings, default_rank_pattern
-        from weightgen.zoo import ZooConcept, ZooConfig, build_zoo, plan_from_prompt_set
+        from weightgen.zoo.build import build_zoo
+        from weightgen.zoo.config import ZooConfig
+        from weightgen.zoo.plan import ZooConcept, plan_from_prompt_set
 
         splits = ("train", "heldout") if split == "all" else (split,)
         config = ZooConfig(

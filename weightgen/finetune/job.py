@@ -18,209 +18,33 @@ leaves something usable.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
-from matplotlib.figure import (
-    Figure,  # no pyplot: no global figure state, Agg canvas
-)
-from peft import set_peft_model_state_dict
 from rich.console import Console
-from rich.table import Table
 
 from gan.base import load_base
 from gan.config import GanTrainConfig, LoraSettings
-from gan.data import ConceptPairs, PairedData, load_concept
-from gan.io import atomic_path, read_json, write_json
-from gan.lora import adapter_sidecar, check_adapter_dir, count_lora_params, lora_config
+from gan.data import PairedData, load_concept
+from gan.io import write_json
+from gan.lora import adapter_sidecar, count_lora_params
 from gan.lora_training import train_lora
-from gan.metrics import generate
-from gan.viz import write_grid
-from prompts.identity import concept_id, normalize_concept
 from weightgen import __version__
-from weightgen.chunks import ChunkLayout, write_adapter
+from weightgen.chunks.adapters import write_adapter
 from weightgen.errors import USER_ERRORS, WeightgenError
-from weightgen.finetune.starts import (
-    INIT_KINDS,
-    InitSources,
-    ZooReference,
-    describe_nearest,
-    init_weights,
-)
-from weightgen.generator.pipeline import WeightGenPipeline, resolve_generator_dir
+from weightgen.finetune.config import OUTPUT_FILES, SUMMARY_FORMAT, FinetuneConfig
+from weightgen.finetune.report import print_summary, write_before_after, write_curve
+from weightgen.finetune.starts import resolve_init
 from weightgen.pairs.build import PairsConfig, build_pairs
-from weightgen.pairs.editors import REGISTRY
 from weightgen.shipped import DEFAULT_BASE_DIR
 
-SUMMARY_FORMAT = "weightgen-finetune"
-ADAPTER_INIT = "adapter"  # summary["init_kind"] when the LoRA starts from an adapter folder
-GENERATED_KINDS = ("generated", "generated-ddim")
-REFERENCE_KINDS = ("mean", "nearest", "nearest-noise")
-OUTPUT_FILES = ("adapter", "history.json", "summary.json", "curve.png", "grid.png")
 EvalCallback = Callable[[int, dict], None]  # (step, history record) after each evaluation
-
-
-@dataclass
-class FinetuneConfig:
-    """One concept's fine-tune; every path defaults to the shipped artifacts."""
-
-    concept: str  # the new concept, e.g. "van gogh style"
-    seconds: float = 60.0  # training budget in seconds (evaluation excluded): the product's promise
-    init: str = "generated"  # a weightgen.finetune.starts.INIT_KINDS key, or a peft adapter folder to continue from
-    out: str | None = None  # working folder; None = runs/finetune/<concept_id>
-    base: str = str(DEFAULT_BASE_DIR)  # base GAN folder (gan.base layout) the LoRA sits on
-    generator: str | None = None  # weight generator folder for the generated kinds; None = the shipped one
-    reference: str | None = None  # zoo reference folder for mean / nearest*; None = the shipped one
-    zoo: str | None = None  # or a zoo folder, reduced to a reference on the fly (instead of `reference`)
-    pairs: str | None = None  # an existing pairs folder holding the concept; None = build <out>/pairs
-    editor: str = "procedural"  # weightgen.pairs.editors.REGISTRY key that turns photos into targets
-    n_train: int = 64  # train pairs to build (the LoRA's whole training set)
-    n_test: int = 16  # test pairs to build (the metric the best adapter is chosen by)
-    photos: str | None = None  # folder of source photos for the pairs; None = the bundled photos
-    max_steps: int = 100_000  # step cap; the time budget normally ends the run first
-    eval_every: int = 10  # evaluate on the test pairs every N steps (the best adapter is kept at each)
-    lr: float = 1e-3  # LoRA learning rate: a fine-tune from a good init likes a high rate
-    lr_d: float = 2e-4  # discriminator learning rate (pix2pix's)
-    batch_size: int = 8
-    seed: int = 0  # pairs, init noise (generated, nearest-noise) and batches
-    threads: int = 2  # torch CPU threads while training; more only spin on a small shared CPU
-    ddim_steps: int = 10  # generated-ddim: denoising steps
-    noise_scale: float = 0.5  # nearest-noise: noise std relative to the zoo's between-concept spread
-    overwrite: bool = False  # replace a finished fine-tune in `out` (its pairs are reused)
-    editor_options: dict = field(default_factory=dict)  # passed to the editor's constructor
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.concept, str) or not self.concept.strip():
-            raise WeightgenError(f"concept must not be empty, got {self.concept!r}")
-        self.concept = normalize_concept(self.concept)
-        if not isinstance(self.seconds, (int, float)) or not self.seconds > 0:
-            raise WeightgenError(f"the time budget must be > 0 seconds, got {self.seconds!r}")
-        if self.init not in INIT_KINDS:
-            path = Path(self.init)
-            if not path.is_dir():
-                what = "adapter folder not found" if os.sep in self.init or path.exists() else "unknown init"
-                raise WeightgenError(f"{what}: {self.init!r}; choose one of {', '.join(INIT_KINDS)} "
-                                     "or a peft adapter folder")
-        if self.reference is not None and self.zoo is not None:
-            raise WeightgenError(f"give a zoo reference or a zoo, not both: {self.reference!r} and {self.zoo!r}")
-        if self.editor not in REGISTRY:
-            raise WeightgenError(f"unknown editor {self.editor!r}; choose one of {', '.join(REGISTRY)}")
-        for name in ("n_train", "n_test", "max_steps", "batch_size", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise WeightgenError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 1:
-            raise WeightgenError(f"eval_every must be >= 1 (the best adapter is kept at evaluations), "
-                                 f"got {self.eval_every!r}")
-        if not isinstance(self.ddim_steps, int) or self.ddim_steps < 2:
-            raise WeightgenError(f"ddim_steps must be >= 2 (1 step is `generated`), got {self.ddim_steps!r}")
-        if not self.noise_scale >= 0:
-            raise WeightgenError(f"noise_scale must be >= 0, got {self.noise_scale!r}")
-        for name in ("lr", "lr_d"):
-            if not getattr(self, name) > 0:
-                raise WeightgenError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.out is None:
-            self.out = str(Path("runs") / "finetune" / concept_id(self.concept))
-
-    @property
-    def init_kind(self) -> str:
-        """The INIT_KINDS key, or "adapter" for an adapter folder."""
-        return self.init if self.init in INIT_KINDS else ADAPTER_INIT
-
-
-# -- the starting weights ------------------------------------------------------------------------------------------
-
-@dataclass
-class InitPlan:
-    """Where the LoRA starts: an adapter folder, or (adapter_config, state dict | None) in memory."""
-
-    kind: str
-    adapter_config: dict  # the peft adapter_config.json the saved adapters get
-    state_dict: dict | None = None  # None with no folder: peft's fresh init (zero B)
-    folder: Path | None = None
-    info: dict = field(default_factory=dict)  # e.g. the nearest concept and its similarity
-    load_seconds: float = 0.0  # loading the generator / reference / text encoder
-    init_seconds: float = 0.0  # computing the weights (generation, nearest search)
-
-    def train_kwargs(self) -> dict:
-        if self.folder is not None:
-            return {"init_adapter": self.folder}
-        return {"init_weights": (self.adapter_config, self.state_dict)}
-
-
-def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
-    """The generator's chunk layout (layout.json only, no network), or None when no generator is found."""
-    try:
-        return ChunkLayout.load(resolve_generator_dir(config.generator))
-    except USER_ERRORS:
-        return None
-
-
-def _load_reference(config: FinetuneConfig, base_meta: dict):
-    if config.zoo is not None:
-        ref = ZooReference.from_zoo(config.zoo, layout=_generator_layout(config))
-        what = f"zoo {config.zoo}"
-    else:
-        ref = ZooReference.load(config.reference)
-        what = f"zoo reference {config.reference or 'shipped with weightgen'}"
-    ref.layout.check_base(base_meta, what)
-    return ref
-
-
-def _zero_adapter_config(config: FinetuneConfig, base_meta: dict) -> tuple[dict, str]:
-    """The LoRA shape a zero init gets: the zoo's / generator's (so it compares like for like), else the defaults."""
-    candidates: list[tuple[str, Callable[[], ChunkLayout | None]]] = [
-        ("generator", lambda: _generator_layout(config)),
-        ("zoo reference", lambda: ChunkLayout.load(config.reference) if config.reference else None),
-    ]
-    if config.zoo is not None:
-        candidates.insert(0, ("zoo", lambda: _load_reference(config, base_meta).layout))
-    for origin, load in candidates:
-        try:
-            layout = load()
-            if layout is not None and layout.adapter_config:
-                layout.check_base(base_meta, origin)
-                return dict(layout.adapter_config), origin
-        except USER_ERRORS:
-            continue
-    # As adapter_config.json holds it: sets as sorted lists, enums as their values.
-    return json.loads(json.dumps(lora_config(LoraSettings()).to_dict(), default=sorted)), "LoraSettings defaults"
-
-
-def resolve_init(config: FinetuneConfig, base_generator, base_meta: dict) -> InitPlan:
-    """Load only what the init needs (generator for generated*, reference for mean / nearest*) and compute it."""
-    kind = config.init_kind
-    if kind == ADAPTER_INIT:
-        folder = Path(config.init)
-        check_adapter_dir(folder, base_generator)  # another base: one clear line, before anything is built
-        return InitPlan(kind, read_json(folder / "adapter_config.json"), folder=folder)
-    if kind == "zero":
-        adapter_config, origin = _zero_adapter_config(config, base_meta)
-        return InitPlan(kind, adapter_config, info={"lora_shape_from": origin})
-    t0 = time.perf_counter()
-    sources = InitSources(seed=config.seed, ddim_steps=config.ddim_steps, noise_scale=config.noise_scale)
-    if kind in GENERATED_KINDS:
-        sources.pipeline = WeightGenPipeline.from_pretrained(config.generator)
-        sources.pipeline.check_compatible(base=base_meta)
-        layout = sources.pipeline.layout
-    else:
-        sources.reference = _load_reference(config, base_meta)
-        sources.reference.embeddings(sources.text_encoder())  # load the encoder now: it is load time, not init
-        layout = sources.reference.layout
-    t1 = time.perf_counter()
-    state_dict = init_weights(kind, config.concept, sources)
-    init_seconds = time.perf_counter() - t1
-    info = describe_nearest(config.concept, sources) if kind in ("nearest", "nearest-noise") else {}
-    return InitPlan(kind, dict(layout.adapter_config), state_dict, info=info, load_seconds=t1 - t0,
-                    init_seconds=init_seconds)
 
 
 # -- the best adapter, always on disk ------------------------------------------------------------------------------
@@ -271,67 +95,6 @@ class BestAdapter:
             os.replace(self.path, prev)
         os.replace(nxt, self.path)
         shutil.rmtree(prev, ignore_errors=True)
-
-
-# -- reports -------------------------------------------------------------------------------------------------------
-
-def write_curve(path: Path, history: list[dict], concept: str, init: str) -> Path:
-    """Test L1 and PSNR against training seconds, training steps on each panel's top axis."""
-
-    seconds = np.array([r["seconds"] for r in history], dtype=float)
-    steps = np.array([r["step"] for r in history], dtype=float)
-    best = min(range(len(history)), key=lambda i: history[i]["metrics"]["l1"])
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    for i, (key, label) in enumerate((("l1", "test L1 (lower is better)"), ("psnr", "test PSNR, dB"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        values = [r["metrics"][key] for r in history]
-        ax.plot(seconds, values, marker="o", markersize=3, color=f"C{i}")
-        ax.plot(seconds[best], values[best], marker="*", markersize=12, color="black", linestyle="none",
-                label=f"best test L1 (step {int(steps[best])})")
-        ax.set_xlabel("training seconds (evaluation excluded)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        if len(history) > 1 and seconds[-1] > seconds[0]:  # steps grow with seconds: map one onto the other
-            top = ax.secondary_xaxis("top", functions=(lambda s: np.interp(s, seconds, steps),
-                                                       lambda k: np.interp(k, steps, seconds)))
-            top.set_xlabel("training step")
-    fig.suptitle(f"Fine-tuning {concept!r} from {init}")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    return path
-
-
-def write_before_after(path: Path, model, pairs: ConceptPairs, init_state: dict | None, best_state: dict) -> Path:
-    """source | target | base | init | fine-tuned (the best adapter) on the test pairs; leaves `model` at best."""
-
-    with model.disable_adapter():
-        base = generate(model, pairs.test_source)
-    columns = {"source": pairs.test_source, "target": pairs.test_target, "base": base}
-    if init_state is not None:
-        set_peft_model_state_dict(model, init_state)
-        columns["init"] = generate(model, pairs.test_source)
-    set_peft_model_state_dict(model, best_state)
-    columns["fine-tuned"] = generate(model, pairs.test_source)
-    return write_grid(path, columns)
-
-
-def print_summary(summary: dict, console=None) -> None:
-    """Step 0 against the best evaluation, then where everything is."""
-    console = console or Console(highlight=False)
-    s0, best = summary["step0"], summary["best"]
-    table = Table(title=f"{summary['concept']!r} from {summary['init']}", title_justify="left")
-    table.add_column("")
-    table.add_column("step 0 (init)", justify="right")
-    table.add_column(f"best (step {best['step']}, {best['seconds']:.1f} s)", justify="right")
-    for key, label, fmt in (("l1", "test L1", ".4f"), ("psnr", "PSNR dB", ".2f"), ("ssim", "SSIM", ".3f")):
-        table.add_row(label, format(s0[key], fmt), format(best["metrics"][key], fmt))
-    console.print(table)
-    console.print(f"{summary['steps']} steps in {summary['train_seconds']:.1f} s of training "
-                  f"(budget {summary['budget_seconds']:g} s); init {summary['init_seconds']:.2f} s, "
-                  f"loading {summary['load_seconds']:.1f} s, total {summary['wall_seconds']:.1f} s", markup=False)
-    for name in ("adapter", "curve", "grid", "summary"):
-        console.print(f"{name:>8}: {summary['files'][name]}", markup=False)
 
 
 # -- the job -------------------------------------------------------------------------------------------------------

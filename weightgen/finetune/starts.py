@@ -15,18 +15,33 @@ and `--init mean` / `--init nearest` work without the zoo.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import safe_open
 
-from gan.io import atomic_dir, load_tensors, save_tensors
+from gan.config import LoraSettings
+from gan.io import (
+    atomic_dir,
+    load_tensors,
+    read_json,
+    save_tensors,
+)
+from gan.lora import check_adapter_dir, lora_config
 from prompts.identity import normalize_concept, stable_seed
-from weightgen.chunks import ChunkLayout, ZooBlocks, read_zoo_blocks
-from weightgen.errors import WeightgenError
-from weightgen.generator.pipeline import WeightGenPipeline
+from weightgen.chunks.dataset import ZooBlocks, read_zoo_blocks
+from weightgen.chunks.layout import ChunkLayout
+from weightgen.errors import USER_ERRORS, WeightgenError
+from weightgen.finetune.config import (
+    ADAPTER_INIT,
+    GENERATED_KINDS,
+    INIT_KINDS,
+    FinetuneConfig,
+)
+from weightgen.generator.pipeline import WeightGenPipeline, resolve_generator_dir
 from weightgen.shipped import DEFAULT_REFERENCE_DIR
 from weightgen.text_encoders import TextEncoder, load_text_encoder
 
@@ -34,14 +49,6 @@ REFERENCE_FILE = "reference.safetensors"
 REFERENCE_FORMAT = "weightgen-zoo-reference"
 # Where a released reference ships (next to the generator it was built with).
 
-INIT_KINDS: dict[str, str] = {
-    "generated": "the weight generator, single-step denoising (the product)",
-    "generated-ddim": "the weight generator, DDIM sampling with several steps",
-    "zero": "peft's fresh LoRA (zero B), i.e. the base's own output (E2GAN-style)",
-    "mean": "the mean of the zoo's training LoRAs",
-    "nearest": "the last checkpoint of the nearest training concept by text embedding",
-    "nearest-noise": "nearest, plus Gaussian noise scaled to the zoo's between-concept spread",
-}
 
 
 @dataclass
@@ -193,3 +200,88 @@ def describe_nearest(concept: str, sources: InitSources) -> dict:
     ref = sources.need_reference("nearest")
     i, sim = ref.nearest(concept, sources.text_encoder())
     return {"nearest_concept": ref.texts[i], "cosine": round(sim, 4)}
+
+
+@dataclass
+class InitPlan:
+    """Where the LoRA starts: an adapter folder, or (adapter_config, state dict | None) in memory."""
+
+    kind: str
+    adapter_config: dict  # the peft adapter_config.json the saved adapters get
+    state_dict: dict | None = None  # None with no folder: peft's fresh init (zero B)
+    folder: Path | None = None
+    info: dict = field(default_factory=dict)  # e.g. the nearest concept and its similarity
+    load_seconds: float = 0.0  # loading the generator / reference / text encoder
+    init_seconds: float = 0.0  # computing the weights (generation, nearest search)
+
+    def train_kwargs(self) -> dict:
+        if self.folder is not None:
+            return {"init_adapter": self.folder}
+        return {"init_weights": (self.adapter_config, self.state_dict)}
+
+
+def _generator_layout(config: FinetuneConfig) -> ChunkLayout | None:
+    """The generator's chunk layout (layout.json only, no network), or None when no generator is found."""
+    try:
+        return ChunkLayout.load(resolve_generator_dir(config.generator))
+    except USER_ERRORS:
+        return None
+
+
+def _load_reference(config: FinetuneConfig, base_meta: dict):
+    if config.zoo is not None:
+        ref = ZooReference.from_zoo(config.zoo, layout=_generator_layout(config))
+        what = f"zoo {config.zoo}"
+    else:
+        ref = ZooReference.load(config.reference)
+        what = f"zoo reference {config.reference or 'shipped with weightgen'}"
+    ref.layout.check_base(base_meta, what)
+    return ref
+
+
+def _zero_adapter_config(config: FinetuneConfig, base_meta: dict) -> tuple[dict, str]:
+    """The LoRA shape a zero init gets: the zoo's / generator's (so it compares like for like), else the defaults."""
+    candidates: list[tuple[str, Callable[[], ChunkLayout | None]]] = [
+        ("generator", lambda: _generator_layout(config)),
+        ("zoo reference", lambda: ChunkLayout.load(config.reference) if config.reference else None),
+    ]
+    if config.zoo is not None:
+        candidates.insert(0, ("zoo", lambda: _load_reference(config, base_meta).layout))
+    for origin, load in candidates:
+        try:
+            layout = load()
+            if layout is not None and layout.adapter_config:
+                layout.check_base(base_meta, origin)
+                return dict(layout.adapter_config), origin
+        except USER_ERRORS:
+            continue
+    # As adapter_config.json holds it: sets as sorted lists, enums as their values.
+    return json.loads(json.dumps(lora_config(LoraSettings()).to_dict(), default=sorted)), "LoraSettings defaults"
+
+
+def resolve_init(config: FinetuneConfig, base_generator, base_meta: dict) -> InitPlan:
+    """Load only what the init needs (generator for generated*, reference for mean / nearest*) and compute it."""
+    kind = config.init_kind
+    if kind == ADAPTER_INIT:
+        folder = Path(config.init)
+        check_adapter_dir(folder, base_generator)  # another base: one clear line, before anything is built
+        return InitPlan(kind, read_json(folder / "adapter_config.json"), folder=folder)
+    if kind == "zero":
+        adapter_config, origin = _zero_adapter_config(config, base_meta)
+        return InitPlan(kind, adapter_config, info={"lora_shape_from": origin})
+    t0 = time.perf_counter()
+    sources = InitSources(seed=config.seed, ddim_steps=config.ddim_steps, noise_scale=config.noise_scale)
+    if kind in GENERATED_KINDS:
+        sources.pipeline = WeightGenPipeline.from_pretrained(config.generator)
+        sources.pipeline.check_compatible(base=base_meta)
+        layout = sources.pipeline.layout
+    else:
+        sources.reference = _load_reference(config, base_meta)
+        sources.reference.embeddings(sources.text_encoder())  # load the encoder now: it is load time, not init
+        layout = sources.reference.layout
+    t1 = time.perf_counter()
+    state_dict = init_weights(kind, config.concept, sources)
+    init_seconds = time.perf_counter() - t1
+    info = describe_nearest(config.concept, sources) if kind in ("nearest", "nearest-noise") else {}
+    return InitPlan(kind, dict(layout.adapter_config), state_dict, info=info, load_seconds=t1 - t0,
+                    init_seconds=init_seconds)

@@ -23,7 +23,8 @@ import torch
 from gan.io import atomic_dir, read_json, write_json
 from prompts.identity import concept_id, concept_seed, normalize_concept
 from weightgen import __version__
-from weightgen.chunks import ChunkLayout, write_adapter
+from weightgen.chunks.adapters import write_adapter
+from weightgen.chunks.layout import ChunkLayout
 from weightgen.errors import WeightgenError
 from weightgen.generator.config import DiffusionConfig
 from weightgen.generator.diffusion import WeightDiffusion

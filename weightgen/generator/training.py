@@ -33,9 +33,13 @@ from tqdm.auto import tqdm
 
 from gan.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 from prompts.identity import stable_seed
-from weightgen.chunks import ChunkData, load_chunk_dataset
+from weightgen.chunks.dataset import ChunkData, load_chunk_dataset
 from weightgen.errors import WeightgenError
-from weightgen.generator.config import MODEL_SIZES, RESUMABLE_CHANGES, GeneratorTrainConfig
+from weightgen.generator.config import (
+    MODEL_SIZES,
+    RESUMABLE_CHANGES,
+    GeneratorTrainConfig,
+)
 from weightgen.generator.diffusion import WeightDiffusion
 from weightgen.generator.network import WeightUNet1D
 from weightgen.generator.pipeline import WeightGenPipeline

@@ -16,7 +16,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from gan.io import read_json, write_json
-from weightgen.chunks import read_chunks_metadata, zoo_checkpoints
+from weightgen.chunks.dataset import read_chunks_metadata, zoo_checkpoints
 from weightgen.chunks.evaluate import AdapterEvaluator
 from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.generator.config import GeneratorTrainConfig

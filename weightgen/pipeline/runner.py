@@ -75,8 +75,8 @@ from prompts import DEFAULT_PROMPT_SET, load_prompt_set
 from prompts.build import BuildConfig, build_prompt_set
 from prompts.identity import concept_id
 from prompts.llm import REGISTRY, LLMOptions, make_backend
-from weightgen.chunks import build_chunk_dataset, validate_block_size
-from weightgen.chunks.dataset import CHUNKS_FILE
+from weightgen.chunks.dataset import CHUNKS_FILE, build_chunk_dataset
+from weightgen.chunks.layout import validate_block_size
 from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.finetune.starts import ZooReference
 from weightgen.generator.config import RESUMABLE_CHANGES, GeneratorTrainConfig
@@ -86,13 +86,8 @@ from weightgen.pairs.build import PairsConfig, build_pairs
 from weightgen.pairs.editors import load_editor
 from weightgen.pairs.editors.procedural import ProceduralConfig
 from weightgen.text_encoders import TEXT_ENCODERS, load_text_encoder
-from weightgen.zoo import (
-    ZooConcept,
-    base_concepts,
-    build_base,
-    build_zoo,
-    plan_from_prompt_set,
-)
+from weightgen.zoo.base import build_base
+from weightgen.zoo.build import build_zoo
 from weightgen.zoo.config import (
     BaseConfig,
     ZooConfig,
@@ -100,6 +95,7 @@ from weightgen.zoo.config import (
     default_zoo_train,
 )
 from weightgen.zoo.inputs import pairs_manifest
+from weightgen.zoo.plan import ZooConcept, base_concepts, plan_from_prompt_set
 from weightgen.zoo.ranks import Ranks
 from weightgen.zoo.store import sha256_file
 

@@ -12,30 +12,3 @@ Modules, one job each:
   build   build_zoo / train_concept: resumable, kill -9 safe, with a progress bar
   base    build_base: E2GAN's base on representative concepts
 """
-
-from weightgen.zoo.base import build_base
-from weightgen.zoo.build import ZooReport, build_zoo, train_concept
-from weightgen.zoo.config import BaseConfig, ZooConfig, checkpoint_steps
-from weightgen.zoo.plan import (
-    ZooConcept,
-    base_concepts,
-    pick_representative,
-    plan_from_prompt_set,
-)
-from weightgen.zoo.store import check_entry, read_manifest
-
-__all__ = [
-    "BaseConfig",
-    "ZooConcept",
-    "ZooConfig",
-    "ZooReport",
-    "base_concepts",
-    "build_base",
-    "build_zoo",
-    "check_entry",
-    "checkpoint_steps",
-    "pick_representative",
-    "plan_from_prompt_set",
-    "read_manifest",
-    "train_concept",
-]
