@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
 
-import torch
 
 from prompts.errors import PromptError
 from prompts.seeds import load_seeds, rule_paraphrases, variants
@@ -196,7 +195,10 @@ class TransformersBackend(LLMBackend):
     name = "transformers"
 
     def __init__(self, path: str | Path, gguf_file: str | None = None, device: str = "cpu", threads: int | None = None):
+        # A heavy optional backend: torch + transformers load only when a local LM is asked for, so
+        # the CLI (and the template and OpenAI backends) start without them.
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
 
         path = Path(path)
         if not path.is_dir():
@@ -238,6 +240,8 @@ class TransformersBackend(LLMBackend):
             gen_kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         # fork_rng: seed the sampler without changing the caller's global torch RNG state;
         # the thread count is likewise set only for this call and restored.
+        import torch  # loaded by __init__ already; local for the same reason
+
         saved_threads = torch.get_num_threads()
         try:
             if self.threads:
