@@ -90,7 +90,8 @@ def main() -> None:
     # 1b. end to end: build_pairs into a temporary folder (edits + safetensors + manifest writes)
     import tempfile
 
-    from weightgen.pairs.build import PairsConfig, build_pairs
+    from weightgen.pairs.build import build_pairs
+    from weightgen.pairs.config import PairsConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = PairsConfig(out=tmp, image_size=64, n_train=args.n, n_test=16, seed=0)

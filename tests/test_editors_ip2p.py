@@ -6,7 +6,8 @@ import torch
 from gan.io import load_tensors, read_json
 from prompts.identity import concept_id
 from weightgen.errors import USER_ERRORS
-from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.pairs.build import build_pairs
+from weightgen.pairs.config import PairsConfig
 from weightgen.pairs.editors.instruct_pix2pix import (
     InstructPix2PixEditor,
     clip_tokenizer_from_open_clip,

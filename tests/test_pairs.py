@@ -11,7 +11,8 @@ from gan.io import load_tensors, read_json
 from prompts.identity import concept_id
 from weightgen.cli import main as cli_main
 from weightgen.errors import USER_ERRORS
-from weightgen.pairs.build import PairsConfig, build_pairs, read_concepts_file
+from weightgen.pairs.build import build_pairs, read_concepts_file
+from weightgen.pairs.config import PairsConfig
 from weightgen.pairs.sources import (
     BUNDLED_PHOTOS,
     SourceConfig,

@@ -67,11 +67,11 @@ def register(app: typer.Typer) -> None:
 
         from weightgen.errors import WeightgenError
         from weightgen.pairs.build import (
-            PairsConfig,
             build_pairs,
             prompt_set_concepts,
             read_concepts_file,
         )
+        from weightgen.pairs.config import PairsConfig
 
         texts: list[str] = list(concept or [])
         if concepts_file is not None:

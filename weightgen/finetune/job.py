@@ -41,7 +41,8 @@ from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.finetune.config import OUTPUT_FILES, SUMMARY_FORMAT, FinetuneConfig
 from weightgen.finetune.report import print_summary, write_before_after, write_curve
 from weightgen.finetune.starts import resolve_init
-from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.pairs.build import build_pairs
+from weightgen.pairs.config import PairsConfig
 from weightgen.shipped import DEFAULT_BASE_DIR
 
 EvalCallback = Callable[[int, dict], None]  # (step, history record) after each evaluation

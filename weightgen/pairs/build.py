@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -23,49 +23,9 @@ import torch
 from gan.io import read_json, save_tensors, write_json
 from prompts.identity import concept_id, normalize_concept
 from weightgen.errors import USER_ERRORS, WeightgenError
-from weightgen.pairs.editors import REGISTRY, load_editor
+from weightgen.pairs.config import FORMAT, MANIFEST, PAIRS_FILE, VERSION, PairsConfig
+from weightgen.pairs.editors import load_editor
 from weightgen.pairs.sources import SourceConfig, build_sources
-
-FORMAT = "weightgen-pairs"
-VERSION = 1
-MANIFEST = "manifest.json"
-PAIRS_FILE = "pairs.safetensors"
-RUNTIME_OPTIONS = ("batch_size", "device")  # editor options that do not change the pairs
-
-
-@dataclass
-class PairsConfig:
-    out: str  # dataset folder
-    editor: str = "procedural"  # weightgen.pairs.editors.REGISTRY key
-    image_size: int = 64  # pixels per side of every pair image
-    n_train: int = 64  # train pairs per concept (crops of train photos)
-    n_test: int = 16  # test pairs per concept (crops of test photos)
-    seed: int = 0  # photo split, crops and the editor's randomness
-    sources: str | None = None  # folder of photos; None = the bundled photos
-    test_fraction: float = 0.25  # share of photos held out
-    overwrite: bool = False  # rebuild a folder made with other settings instead of refusing
-    editor_options: dict = field(default_factory=dict)  # passed to the editor's constructor
-
-    def __post_init__(self):
-        if self.editor not in REGISTRY:
-            raise WeightgenError(f"unknown editor {self.editor!r}; choose one of {sorted(REGISTRY)}")
-        if not 8 <= self.image_size <= 4096:
-            raise WeightgenError(f"image_size must be in [8, 4096], got {self.image_size}")
-        if self.n_train < 1 or self.n_test < 1:
-            raise WeightgenError(f"n_train and n_test must be >= 1, got {self.n_train} and {self.n_test}")
-
-    def settings(self) -> dict:
-        """What must match for a folder to be resumed (anything else changes the data)."""
-        return {
-            "image_size": self.image_size,
-            "editor": self.editor,
-            "seed": self.seed,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
-            "sources_origin": "bundled" if self.sources is None else str(Path(self.sources).resolve()),
-            "test_fraction": self.test_fraction,
-            "editor_options": {k: v for k, v in self.editor_options.items() if k not in RUNTIME_OPTIONS},
-        }
 
 
 @dataclass

@@ -82,7 +82,8 @@ from weightgen.finetune.starts import ZooReference
 from weightgen.generator.config import RESUMABLE_CHANGES, GeneratorTrainConfig
 from weightgen.generator.pipeline import WeightGenPipeline
 from weightgen.generator.validation import train_validate_pick
-from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.pairs.build import build_pairs
+from weightgen.pairs.config import PairsConfig
 from weightgen.pairs.editors import load_editor
 from weightgen.pairs.editors.procedural import ProceduralConfig
 from weightgen.text_encoders import TEXT_ENCODERS, load_text_encoder

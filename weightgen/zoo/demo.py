@@ -27,7 +27,8 @@ from gan.viz import write_grid
 from prompts import load_prompt_set
 from prompts.select import select_representative
 from weightgen.errors import WeightgenError
-from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.pairs.build import build_pairs
+from weightgen.pairs.config import PairsConfig
 from weightgen.text_encoders import load_text_encoder
 
 

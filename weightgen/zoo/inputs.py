@@ -12,7 +12,8 @@ from gan.data import read_manifest
 from gan.lora import fingerprint, weights_hash
 from prompts.identity import concept_id
 from weightgen.errors import WeightgenError
-from weightgen.pairs.build import PairsConfig, build_pairs
+from weightgen.pairs.build import build_pairs
+from weightgen.pairs.config import PairsConfig
 
 PAIRS_SETTINGS_KEYS = ("editor", "image_size", "seed", "n_train", "n_test", "sources_origin", "test_fraction")
 
