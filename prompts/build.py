@@ -111,33 +111,8 @@ def _generate(cfg: BuildConfig, seeds: Seeds, generator: LLMBackend, fill: Templ
     return cands
 
 
-def build_prompt_set(
-    config: BuildConfig,
-    generator: LLMBackend,
-    augmenter: LLMBackend,
-    encoder,
-    seeds: Seeds | None = None,
-    command: str = "",
-    progress: ProgressFn | None = None,
-) -> PromptSet:
-    """Build a prompt set with the given LLM backends and text encoder (MiniLM for the shipped set)."""
-    cfg = config
-    progress = progress or (lambda stage, done, total: None)
-    seeds = seeds or load_seeds()
-    # the seed rules fill what the LLMs leave (a template generator/augmenter adds nothing else)
-    fill = TemplateBackend(seeds=seeds)
-
-    # 1. generation (+ validation)
-    cands = _generate(cfg, seeds, generator, fill, progress)
-
-    # 2. dedupe: exact, then embedding; seeds first so they always survive
-    cands = [cands[i] for i in dedupe_exact([c.text for c in cands])]
-    emb = embed(encoder, [c.text for c in cands])  # (N, D)
-    keep = dedupe_embeddings(emb, cfg.dup_threshold)
-    cands, emb = [cands[i] for i in keep], emb[keep]
-
-    # 3. parents: a generated concept hangs under its nearest seed (and takes its category);
-    #    off-topic proposals (far from every seed) are dropped; variants are capped per category
+def _attach_parents(cands: list[_Candidate], emb: np.ndarray, cfg: BuildConfig) -> tuple[list[Concept], np.ndarray]:
+    """Seeds become roots; every other candidate joins its nearest seed if close enough (else dropped)."""
     is_seed = np.array([c.origin == "seed" for c in cands])
     seed_idx = np.flatnonzero(is_seed)
     sims = emb @ emb[seed_idx].T  # (N, S)
@@ -158,11 +133,18 @@ def build_prompt_set(
         n_variants[parent.category] += c.origin == "template"
         concepts.append(Concept(text=c.text, category=parent.category, parent=concept_id(parent.text)))
         rows.append(i)
-    emb = emb[rows]
+    return concepts, emb[rows]
 
-    # 4. augmentation: the augmenter LLM paraphrases a seeded pick of concepts, rules fill up.
-    #    A paraphrase must be valid, close to its concept (cosine >= paraphrase_threshold) and
-    #    closer to it than to any other concept, so it never names a different concept.
+
+def _augment(concepts: list[Concept], emb: np.ndarray, augmenter: LLMBackend, fill: TemplateBackend, encoder,
+             cfg: BuildConfig, progress: ProgressFn) -> tuple[list[Concept], set[str]]:
+    """Paraphrases for a seeded pick of concepts (augmenter LLM) and for all (seed rules).
+
+    A paraphrase must be valid, close to its concept (cosine >= its threshold) and closer to it
+    than to any other concept, so it never names a different concept. Concepts left with too few
+    paraphrases are dropped, and a dropped seed takes its children along. Returns the kept
+    concepts and the normalized texts now taken.
+    """
     llm_pick: set[int] = set()
     if not isinstance(augmenter, TemplateBackend):
         llm_pick = set(random.Random(f"augment:{cfg.seed}").sample(range(len(concepts)), min(cfg.llm_paraphrase_limit, len(concepts))))
@@ -191,11 +173,12 @@ def build_prompt_set(
         taken.add(key)
         c.paraphrases.append(t)
     kept = [c for c in concepts if len(c.paraphrases) >= cfg.min_paraphrases]
-    # a dropped seed takes its children with it (they would point at a missing parent)
     ids = {c.id for c in kept}
-    concepts = [c for c in kept if c.parent is None or c.parent in ids]
+    return [c for c in kept if c.parent is None or c.parent in ids], taken
 
-    # 5. compositions across categories: "style, appearance", "character, appearance", "style, character"
+
+def _compose(concepts: list[Concept], taken: set[str], cfg: BuildConfig) -> list[Concept]:
+    """Seeded cross-category compositions of root concepts; `taken` grows with their texts."""
     roots = {cat: [c for c in concepts if c.parent is None and c.category == cat] for cat in CATEGORIES}
     pairs = [(a, b) for a, b in (("style", "appearance"), ("character", "appearance"), ("style", "character")) if roots[a] and roots[b]]
     rng = random.Random(f"compose:{cfg.seed}")
@@ -215,7 +198,43 @@ def build_prompt_set(
             continue
         taken.update(normalize_text(t) for t in [text, *paras])
         made.append(Concept(text=text, category=ca, parent=a.id, paraphrases=paras, components=[a.id, b.id]))
-    concepts += made
+    return made
+
+
+def build_prompt_set(
+    config: BuildConfig,
+    generator: LLMBackend,
+    augmenter: LLMBackend,
+    encoder,
+    seeds: Seeds | None = None,
+    command: str = "",
+    progress: ProgressFn | None = None,
+) -> PromptSet:
+    """Build a prompt set with the given LLM backends and text encoder (MiniLM for the shipped set)."""
+    cfg = config
+    progress = progress or (lambda stage, done, total: None)
+    seeds = seeds or load_seeds()
+    # the seed rules fill what the LLMs leave (a template generator/augmenter adds nothing else)
+    fill = TemplateBackend(seeds=seeds)
+
+    # 1. generation (+ validation)
+    cands = _generate(cfg, seeds, generator, fill, progress)
+
+    # 2. dedupe: exact, then embedding; seeds first so they always survive
+    cands = [cands[i] for i in dedupe_exact([c.text for c in cands])]
+    emb = embed(encoder, [c.text for c in cands])  # (N, D)
+    keep = dedupe_embeddings(emb, cfg.dup_threshold)
+    cands, emb = [cands[i] for i in keep], emb[keep]
+
+    # 3. parents: a generated concept hangs under its nearest seed (and takes its category);
+    #    off-topic proposals (far from every seed) are dropped; variants are capped per category
+    concepts, emb = _attach_parents(cands, emb, cfg)
+
+    # 4. augmentation: paraphrases from the augmenter LLM and the seed rules
+    concepts, taken = _augment(concepts, emb, augmenter, fill, encoder, cfg, progress)
+
+    # 5. compositions across categories: "style, appearance", "character, appearance", "style, character"
+    concepts += _compose(concepts, taken, cfg)
 
     # 6. split by family
     concepts = assign_splits(concepts, cfg.heldout_fraction, cfg.seed, cfg.force_heldout)
