@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from gan.io import read_json, save_tensors, write_json
+from prompts.concepts import load_prompt_set
 from prompts.identity import concept_id, normalize_concept
 from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.pairs.config import FORMAT, MANIFEST, PAIRS_FILE, VERSION, PairsConfig
@@ -195,13 +196,6 @@ def read_concepts_file(path: str | Path) -> list[str]:
 
 def prompt_set_concepts(split: str, path: str | None = None) -> list[str]:
     """Concept texts of the shipped (or given) prompt set: split 'train', 'heldout' or 'all'."""
-    try:
-        from prompts import load_prompt_set
-    except ImportError:
-        try:
-            from prompts.concepts import load_prompt_set
-        except ImportError:
-            raise WeightgenError("the prompts package (prompt sets) is not available in this install") from None
     if split not in ("train", "heldout", "all"):
         raise WeightgenError(f"prompt set split must be train, heldout or all, got {split!r}")
     prompt_set = load_prompt_set(path)

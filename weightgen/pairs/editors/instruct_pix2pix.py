@@ -4,6 +4,8 @@ This is the paper's data engine (a diffusion model edits real photos per concept
 come from a local folder or the Hugging Face cache; with HF_HUB_OFFLINE=1 nothing is downloaded.
 `save_tiny_random_pipeline` writes a tiny random pipeline of the same architecture (as diffusers'
 own tests build it) so the code path runs, and is tested, on machines without the real weights.
+diffusers' pipelines, transformers and open_clip are imported where used: an optional backend that
+costs seconds to import should not slow the default (procedural) editor.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -163,8 +166,6 @@ def save_tiny_random_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
     UNet with 8 input channels (noisy latents + source-image latents), a 2-block VAE, a 5-layer
     CLIP text encoder of width 32 over the full CLIP vocabulary, a PNDM scheduler.
     """
-    import tempfile
-
     from diffusers import (
         AutoencoderKL,
         PNDMScheduler,
