@@ -8,7 +8,8 @@ import torch
 
 from weightgen.errors import USER_ERRORS
 from weightgen.pairs.editors import REGISTRY, load_editor
-from weightgen.pairs.editors.ops import OPS, OpContext
+from weightgen.pairs.editors.context import OpContext
+from weightgen.pairs.editors.ops import OPS
 from weightgen.pairs.editors.procedural import ProceduralConfig, ProceduralEditor
 from weightgen.pairs.similarity import BUILTIN_PARAPHRASES, similarity_check
 from weightgen.pairs.sources import SourceConfig, build_sources

@@ -14,14 +14,14 @@ the look, not the algorithm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from prompts.identity import stable_seed
 from weightgen.pairs.editors import style_ops as S
 from weightgen.pairs.editors import tone_ops as T
+from weightgen.pairs.editors.context import OpContext
 
 Tensor = torch.Tensor
 
@@ -41,20 +41,6 @@ class Op:
     description: str  # one line, matched against the concept text by embedding similarity
     fn: Callable[[Tensor, dict, "OpContext"], Tensor]
     params: tuple[Param, ...] = ()
-
-
-@dataclass
-class OpContext:
-    """What an op may need besides its input: the unedited source, a seed, the editor's cache."""
-
-    source: Tensor  # (N, 3, H, W) float in [0, 1], the photo before any op ran
-    seed: int
-    cache: dict = field(default_factory=dict)
-
-    def pattern(self, key: str, height: int, width: int) -> Tensor:
-        """(1, 1, H, W) uniform noise, a pure function of (seed, key, size)."""
-        g = torch.Generator().manual_seed(stable_seed(self.seed, key, f"{height}x{width}", sep=":", algorithm="sha1"))
-        return torch.rand(1, 1, height, width, generator=g)
 
 
 def _p(name: str, low: float, high: float) -> Param:

@@ -31,8 +31,9 @@ import torch
 
 from prompts.identity import normalize_concept, stable_seed
 from weightgen.errors import WeightgenError
+from weightgen.pairs.editors.context import OpContext
 from weightgen.pairs.editors.images import from_float_images, to_float_images
-from weightgen.pairs.editors.ops import OPS, OpContext
+from weightgen.pairs.editors.ops import OPS
 from weightgen.text_encoders import load_text_encoder
 
 # Generic phrasings that carry no look of their own. They join the lasso's dictionary so that

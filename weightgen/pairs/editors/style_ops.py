@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.segmentation import slic
 
+from weightgen.pairs.editors.context import OpContext
 from weightgen.pairs.editors.imageops import (
     box_mean,
     contrast,
@@ -34,9 +34,6 @@ from weightgen.pairs.editors.imageops import (
     smoothstep,
     sobel,
 )
-
-if TYPE_CHECKING:
-    from weightgen.pairs.editors.ops import OpContext
 
 Tensor = torch.Tensor
 

@@ -6,10 +6,10 @@ Same signature as style_ops: `fn(x, params, ctx) -> y` on (N, 3, H, W) floats.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
+from weightgen.pairs.editors.context import OpContext
 from weightgen.pairs.editors.imageops import (
     color_matrix,
     contrast,
@@ -28,9 +28,6 @@ from weightgen.pairs.editors.imageops import (
     smoothstep,
     sobel,
 )
-
-if TYPE_CHECKING:
-    from weightgen.pairs.editors.ops import OpContext
 
 Tensor = torch.Tensor
 
