@@ -11,4 +11,5 @@ Modules, one job each:
   ranks   sharding over `accelerate launch` / `torchrun` ranks: rank-local training, store barriers
   build   build_zoo / train_concept: resumable, kill -9 safe, with a progress bar
   base    build_base: E2GAN's base on representative concepts
+  demo    `weightgen demo`: the GAN half alone (base on representative concepts, one LoRA), on a CPU in minutes
 """

@@ -25,11 +25,11 @@ from gan.lora_training import train_lora
 from gan.metrics import evaluate_pairs, generate
 from gan.viz import write_grid
 from prompts import load_prompt_set
-from prompts.select import select_representative
 from weightgen.errors import WeightgenError
 from weightgen.pairs.build import build_pairs
 from weightgen.pairs.config import PairsConfig
 from weightgen.text_encoders import load_text_encoder
+from weightgen.zoo.plan import base_concepts as plan_base_concepts
 
 
 @dataclass
@@ -51,26 +51,20 @@ class DemoConfig:
                 f"time budgets must be > 0 s, got base {self.base_seconds} and lora {self.lora_seconds}")
 
 
-def representative_concepts(k: int, seed: int = 0, encoder=None) -> list[str]:
-    """E2GAN's choice of base concepts: k-means centres over the shipped train concepts' embeddings."""
-    texts = [c.text for c in load_prompt_set().train]
-    return [texts[i] for i in select_representative(texts, k, encoder=encoder, seed=seed)]
-
-
 def run_demo(config: DemoConfig) -> dict:
     """Run (or resume) the demo; returns the summary that is also written to <out>/summary.json."""
     out = Path(config.out)
     encoder = load_text_encoder("minilm")
-    base_concepts = representative_concepts(config.n_base_concepts, config.seed, encoder)
-    print(f"base concepts (k-means representatives): {base_concepts}")
+    base_texts = plan_base_concepts(load_prompt_set(), config.n_base_concepts, encoder, config.seed)
+    print(f"base concepts (k-means representatives): {base_texts}")
     pairs_dir = out / "pairs"
-    build_pairs([*base_concepts, config.concept], PairsConfig(out=str(pairs_dir), seed=config.seed),
+    build_pairs([*base_texts, config.concept], PairsConfig(out=str(pairs_dir), seed=config.seed),
                 editor=None)
 
     base_dir = out / "base"
     if not (base_dir / "weightgen.json").is_file():
         train = GanTrainConfig(max_steps=100_000, max_seconds=config.base_seconds, eval_every=100, seed=config.seed)
-        train_base(pairs_dir, base_concepts, BaseTrainConfig(GeneratorConfig(), DiscriminatorConfig(), train),
+        train_base(pairs_dir, base_texts, BaseTrainConfig(GeneratorConfig(), DiscriminatorConfig(), train),
                    base_dir, overwrite=True)
     generator, discriminator = load_base(base_dir)
 
@@ -87,7 +81,7 @@ def run_demo(config: DemoConfig) -> dict:
     grid = out / "before_after.png"
     write_grid(grid, {"source": pairs.test_source, "target": pairs.test_target, "base": base_images,
                       "lora": generate(model, pairs.test_source)})
-    summary = {"config": asdict(config), "base_concepts": base_concepts, "lora_params": count_lora_params(model),
+    summary = {"config": asdict(config), "base_concepts": base_texts, "lora_params": count_lora_params(model),
                "lora_steps": last["step"], "lora_seconds": last["seconds"], "base": base_metrics,
                "lora": last["metrics"], "adapter": str(lora_dir), "grid": str(grid)}
     write_json(out / "summary.json", summary)
