@@ -9,10 +9,13 @@ Modules, one job each:
   lora          peft LoRA: add_lora / save_adapter / load_adapter / fingerprint
   trainer       Pix2PixTrainer on accelerate (base, LoRA or from-scratch training)
   base          train_base / load_base: the base folder
-  finetune      train_lora: one concept's LoRA on the frozen base
+  lora_training train_lora: one concept's LoRA on the frozen base
   metrics       L1 / PSNR / SSIM, FID / KID with local Inception weights
   viz           before/after grids
-  synthetic     a tiny synthetic pairs folder for tests and smoke runs
+  io            atomic file writes (temp + rename), JSON and safetensors readers
+  errors        GanError, the one exception for problems a user can fix
+
+A leaf library: it imports nothing from weightgen (import-linter checks it).
 """
 
 import os as _os

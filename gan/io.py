@@ -1,4 +1,4 @@
-"""Atomic file writes and small readers shared by every stage.
+"""Atomic file writes and small readers: gan's own, and the ones every weightgen stage writes with.
 
 Every artifact is written to a temporary sibling and renamed into place, so an interrupt or a
 full disk never leaves a half-written file under the final name.
