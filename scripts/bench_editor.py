@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import tempfile
 import time
+
+import matplotlib
+import matplotlib.pyplot as plt
+
+from weightgen.pairs.build import build_pairs
+from weightgen.pairs.config import PairsConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -88,10 +95,6 @@ def main() -> None:
     rate = len(texts) * len(sources.train) / dt
 
     # 1b. end to end: build_pairs into a temporary folder (edits + safetensors + manifest writes)
-    import tempfile
-
-    from weightgen.pairs.build import build_pairs
-    from weightgen.pairs.config import PairsConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = PairsConfig(out=tmp, image_size=64, n_train=args.n, n_test=16, seed=0)
@@ -131,11 +134,7 @@ def main() -> None:
 
 
 def write_gallery(editor, sources, path: str) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     src = torch.cat([sources.train[:2], sources.test[:2]])  # two train, two test crops
     rows = [("source", src)] + [(c, editor.edit(src, c, seed=0)) for c in GALLERY_CONCEPTS]
     fig, axes = plt.subplots(len(rows), 1, figsize=(4.2, 1.25 * len(rows)))

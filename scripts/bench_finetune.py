@@ -19,6 +19,11 @@ import os
 import statistics
 from pathlib import Path
 
+from weightgen.bench.runner import heldout_concepts
+from weightgen.chunks.adapters import read_adapter
+from weightgen.chunks.evaluate import AdapterEvaluator
+from weightgen.finetune.job import FinetuneConfig, finetune
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -36,11 +41,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-finetune"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-
-    from weightgen.bench.runner import heldout_concepts
-    from weightgen.chunks.adapters import read_adapter
-    from weightgen.chunks.evaluate import AdapterEvaluator
-    from weightgen.finetune.job import FinetuneConfig, finetune
 
     concepts, manifest = heldout_concepts(args.zoo)
     concepts = concepts[: args.limit]

@@ -34,18 +34,32 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.utils import get_peft_model_state_dict
+
+from gan.config import LoraSettings
+from gan.generator import Generator
+from weightgen.chunks.dataset import ChunkData
+from weightgen.chunks.layout import ChunkLayout
+from weightgen.chunks.stats import memorization_distances
+from weightgen.generator.config import (
+    MODEL_SIZES,
+    DiffusionConfig,
+    GeneratorTrainConfig,
+)
+from weightgen.generator.diffusion import WeightDiffusion
+from weightgen.generator.network import WeightUNet1D
+from weightgen.generator.pipeline import WeightGenPipeline
+from weightgen.generator.training import GeneratorTrainer
+from weightgen.text_encoders import load_text_encoder
+
 CONCEPT = "van gogh style"
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def real_lora_layout(block_size: int):
     """The chunk layout of the default LoRA on the default GAN generator."""
-    from peft import LoraConfig, get_peft_model
-    from peft.utils import get_peft_model_state_dict
-
-    from gan.config import LoraSettings
-    from gan.generator import Generator
-    from weightgen.chunks.layout import ChunkLayout
 
     settings = LoraSettings()
     model = get_peft_model(Generator(), LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
@@ -76,13 +90,6 @@ def report(figures: dict, json_path: Path | None) -> None:
 
 
 def build_generator(out: Path, model_size: str, block_size: int):
-    import torch
-
-    from weightgen.generator.config import MODEL_SIZES, DiffusionConfig
-    from weightgen.generator.diffusion import WeightDiffusion
-    from weightgen.generator.network import WeightUNet1D
-    from weightgen.generator.pipeline import WeightGenPipeline
-    from weightgen.text_encoders import load_text_encoder
 
     layout = real_lora_layout(block_size)
     encoder = load_text_encoder("minilm")
@@ -96,8 +103,6 @@ def build_generator(out: Path, model_size: str, block_size: int):
 
 
 def speed(args) -> dict:
-    import torch
-
     tmp = Path(tempfile.mkdtemp(prefix="bench-init-"))
     try:
         pipe = build_generator(tmp / "generator", args.model_size, args.block_size)
@@ -147,8 +152,6 @@ def speed(args) -> dict:
 
 def synthetic_zoo(layout, encoder, texts: list[str], rank: int, checkpoints: int, seed: int = 0):
     """(true blocks (C, N, b), checkpoint blocks (C, K, N, b)): mean + linear-in-text variation."""
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     n, b = layout.n_blocks, layout.block_size
     ones = {t.key: torch.ones(t.shape, dtype=getattr(torch, t.dtype)) for t in layout.tensors}
@@ -162,14 +165,6 @@ def synthetic_zoo(layout, encoder, texts: list[str], rank: int, checkpoints: int
 
 
 def quality(args) -> dict:
-    import torch
-
-    from weightgen.chunks.dataset import ChunkData
-    from weightgen.chunks.stats import memorization_distances
-    from weightgen.generator.config import MODEL_SIZES, GeneratorTrainConfig
-    from weightgen.generator.training import GeneratorTrainer
-    from weightgen.text_encoders import load_text_encoder
-
     seeds = json.loads((ROOT / "prompts" / "data" / "seeds.json").read_text())
     texts = [t for cat in seeds["categories"].values() for t in cat["seeds"]]
     random.Random(0).shuffle(texts)
@@ -260,8 +255,6 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
     report(speed(args) if args.mode == "speed" else quality(args), args.json)

@@ -16,6 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from prompts import load_prompt_set
+from weightgen.cli import main as cli
+
 COMMAND = [
     "prompts", "build",
     "--generator", "smollm2", "--augmenter", "smollm2", "--threads", "1",
@@ -30,8 +33,6 @@ def main() -> None:
     os.chdir(Path(__file__).resolve().parents[1])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from weightgen.cli import main as cli
-
     start = time.perf_counter()
     try:
         cli(COMMAND)
@@ -39,8 +40,6 @@ def main() -> None:
         if e.code:
             raise
     print(f"build took {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    from prompts import load_prompt_set
-
     print(json.dumps(load_prompt_set().stats(), indent=2))
 
 

@@ -22,6 +22,20 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from weightgen.chunks.adapters import read_adapter
+from weightgen.chunks.dataset import read_zoo_blocks, zoo_checkpoints
+from weightgen.chunks.evaluate import AdapterEvaluator
+from weightgen.chunks.stats import memorization_distances
+from weightgen.finetune.starts import (
+    InitSources,
+    ZooReference,
+    describe_nearest,
+    init_weights,
+)
+from weightgen.generator.pipeline import WeightGenPipeline
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -39,19 +53,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write per-concept figures here")
     args = parser.parse_args()
 
-    import torch
-
-    from weightgen.chunks.adapters import read_adapter
-    from weightgen.chunks.dataset import read_zoo_blocks, zoo_checkpoints
-    from weightgen.chunks.evaluate import AdapterEvaluator
-    from weightgen.chunks.stats import memorization_distances
-    from weightgen.finetune.starts import (
-        InitSources,
-        ZooReference,
-        describe_nearest,
-        init_weights,
-    )
-    from weightgen.generator.pipeline import WeightGenPipeline
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

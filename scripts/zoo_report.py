@@ -22,6 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
@@ -92,11 +95,7 @@ def stats_markdown(stats: dict) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     for split, colour in (("train", "tab:blue"), ("heldout", "tab:orange")):
         sel = [r for r in rows if r["split"] == split]

@@ -254,7 +254,6 @@ def run_bench(config: BenchConfig, progress: bool = True, on_result: ResultFn | 
 
 
 def _run_all(bench: _Bench, runs: list, todo: list, progress: bool, on_result: ResultFn | None) -> None:
-
     steps = bench.config.steps
     with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), disable=not progress) as bar:

@@ -89,7 +89,6 @@ class ZooReference:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ZooReference:
-
         path = Path(path or DEFAULT_REFERENCE_DIR)
         if not (path / REFERENCE_FILE).is_file():
             raise WeightgenError(f"no zoo reference at {path} (write one with ZooReference.from_zoo(zoo).save(dir))")

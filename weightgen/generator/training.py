@@ -122,7 +122,6 @@ class GeneratorTrainer:
         validate: ValidateFn | None = None,
         accelerator=None,
     ):
-
         if len(data) == 0:
             raise WeightgenError("the chunk dataset is empty: nothing to train on")
         self.val_texts = []  # training concepts kept out, to validate on

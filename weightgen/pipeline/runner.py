@@ -872,7 +872,6 @@ class Pipeline:
                             log=lambda line: self.console.print(escape(line)))
 
     def _run_ship(self, progress: bool, overwrite: bool) -> None:
-
         gen, target, base = self.config.generator, self.output("ship"), self.output("base")
         pipe = WeightGenPipeline.from_pretrained(self.generator_dir,
                                                  text_encoder=self.encoder(gen.text_encoder, gen.text_encoder_path))
