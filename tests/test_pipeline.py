@@ -10,14 +10,14 @@ import pytest
 import tomllib
 
 from weightgen.errors import USER_ERRORS
-from weightgen.pipeline.runner import (
-    STAGES,
-    Pipeline,
+from weightgen.pipeline.config import (
     PipelineConfig,
     config_from_dict,
     load_config,
     to_toml,
 )
+from weightgen.pipeline.runner import Pipeline
+from weightgen.pipeline.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODERS: dict = {}  # one MiniLM for every pipeline in this module

@@ -1,4 +1,4 @@
-"""CLI verb `weightgen pipeline CONFIG`: every stage from prompts to the trained generator (weightgen.pipeline.runner)."""
+"""CLI verb `weightgen pipeline CONFIG`: every stage from prompts to the trained generator (weightgen.pipeline)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from weightgen.errors import WeightgenError
+from weightgen.pipeline.config import PipelineConfig, to_toml
 
 
 def register(app: typer.Typer) -> None:
@@ -43,13 +46,8 @@ def register(app: typer.Typer) -> None:
 
         The shipped defaults are rebuilt with `weightgen pipeline configs/default.toml`.
         """  # noqa: E501 (one line per paragraph: the help renderer keeps line breaks)
-        from weightgen.errors import WeightgenError
-        from weightgen.pipeline.runner import (
-            Pipeline,
-            PipelineConfig,
-            format_plan,
-            to_toml,
-        )
+        # The runner imports torch and every stage's code: only when the verb runs.
+        from weightgen.pipeline.runner import Pipeline, format_plan
 
         if print_config:
             print(to_toml(PipelineConfig()), end="")
