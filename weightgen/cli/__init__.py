@@ -1,7 +1,9 @@
-"""The `weightgen` command line: one verb per pipeline stage.
+"""The `weightgen` command line: one verb per pipeline job.
 
-Each stage's verbs live in their own module with a `register(app)` function; heavy imports stay
-inside the verbs so `weightgen --help` starts fast.
+Each stage's verbs live in their own module with a `register(app)` function, and every option's
+default is read from its stage's config dataclass (weightgen.cli.options), never restated.
+Modules that load torch, diffusers or peft are imported inside the verbs, the only function-local
+imports here, because they take seconds and `weightgen --help` must start in well under one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 
 import typer
 
+from weightgen import __version__
 from weightgen.cli import (
     bench_cmds,
     chunks_cmds,
@@ -24,7 +27,7 @@ from weightgen.cli import (
 )
 from weightgen.errors import USER_ERRORS
 
-COMMAND_MODULES = (prompts_cmds, pairs_cmds, gan_cmds, zoo_cmds, chunks_cmds, generator_cmds, finetune_cmds,
+COMMAND_MODULES = (prompts_cmds, pairs_cmds, zoo_cmds, gan_cmds, chunks_cmds, generator_cmds, finetune_cmds,
                    bench_cmds, pipeline_cmds)
 
 app = typer.Typer(
@@ -61,6 +64,4 @@ def _root() -> None:
 @app.command()
 def version() -> None:
     """Print the installed weightgen version."""
-    from weightgen import __version__
-
     print(__version__)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from weightgen.errors import WeightgenError
 
 
 def _print_stats(stats: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     console.print(
         f"{stats['n_concepts']} concepts, {stats['n_checkpoints']} checkpoints; "
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
             None, "--out", help="Where to write the chunk dataset (chunks.safetensors + layout.json)."
         ),
         block_size: int = typer.Option(
-            256, "--block-size", help="Values per block b (>= 8; the paper found 256 best)."
+            256, "--block-size", help="Values per block b (>= 8; the default is the paper's best)."
         ),
         stats: bool = typer.Option(
             False, "--stats", help="Print weight statistics: params, blocks, per-tensor scales, and "
@@ -57,11 +59,8 @@ def register(app: typer.Typer) -> None:
 
         Each adapted layer (LoRA down + up, plus saved norm parameters) is flattened, zero padded and cut into blocks of --block-size values; per-tensor normalization statistics are fitted on the zoo's train split. Held-out concepts are left out.
         """  # noqa: E501 (one line per paragraph: the help renderer keeps line breaks)
-        import time
-
         from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
         from weightgen.chunks.stats import chunk_stats
-        from weightgen.errors import WeightgenError
 
         if out is None and not stats:
             raise WeightgenError("nothing to do: pass --out DIR to write the dataset and/or --stats")

@@ -7,12 +7,16 @@ from typing import Optional
 
 import typer
 
-from weightgen.finetune.config import INIT_KINDS
+from weightgen.cli.options import option
+from weightgen.finetune.config import INIT_KINDS, FinetuneConfig
 from weightgen.pairs.editors import REGISTRY as EDITORS
-from weightgen.shipped import DEFAULT_BASE_DIR
 
 _INIT_HELP = ("Where the LoRA starts: " + "; ".join(f"{k}: {v}" for k, v in INIT_KINDS.items())
               + ". Or a peft adapter folder (e.g. from `weightgen init`) trained on the same base.")
+
+
+def _opt(field: str, *param_decls: str, **kwargs):
+    return option(FinetuneConfig, field, *param_decls, **kwargs)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,42 +25,40 @@ def register(app: typer.Typer) -> None:
     @app.command("finetune")
     def finetune_cmd(
         concept: str = typer.Option(..., "--concept", "-c", help="The new concept, e.g. 'van gogh style'."),
-        seconds: float = typer.Option(
-            60.0, "--seconds", help="Training budget in seconds (evaluations excluded); must be > 0."),
-        init: str = typer.Option("generated", "--init", help=_INIT_HELP),
-        out: Optional[Path] = typer.Option(
-            None, "--out", "-o",
+        seconds: float = _opt("seconds", "--seconds", help="Training budget in seconds (evaluations excluded); must be > 0."),
+        init: str = _opt("init", "--init", help=_INIT_HELP),
+        out: Optional[Path] = _opt(
+            "out", "--out", "-o",
             help="Working folder: pairs/, adapter/ (the best adapter so far), history.json, summary.json, "
                  "curve.png, grid.png. Default: runs/finetune/<concept_id>."),
-        base: Path = typer.Option(DEFAULT_BASE_DIR, "--base", help="Base GAN folder the LoRA sits on (default: the shipped one)."),
-        generator: Optional[Path] = typer.Option(
-            None, "--generator", help="Weight generator folder for --init generated / generated-ddim (default: the shipped one)."),
-        reference: Optional[Path] = typer.Option(
-            None, "--reference",
+        base: Path = _opt("base", "--base", help="Base GAN folder the LoRA sits on (default: the shipped one)."),
+        generator: Optional[Path] = _opt(
+            "generator", "--generator",
+            help="Weight generator folder for --init generated / generated-ddim (default: the shipped one)."),
+        reference: Optional[Path] = _opt(
+            "reference", "--reference",
             help="Zoo reference folder for --init mean / nearest / nearest-noise (default: the shipped one)."),
-        zoo: Optional[Path] = typer.Option(
-            None, "--zoo", help="A zoo folder to use instead of --reference (its training concepts' LoRAs)."),
-        pairs: Optional[Path] = typer.Option(
-            None, "--pairs",
+        zoo: Optional[Path] = _opt(
+            "zoo", "--zoo", help="A zoo folder to use instead of --reference (its training concepts' LoRAs)."),
+        pairs: Optional[Path] = _opt(
+            "pairs", "--pairs",
             help="An existing pairs folder (from `weightgen pairs`) holding the concept; default: build "
                  "OUT/pairs with --editor (resumable)."),
-        editor: str = typer.Option(
-            "procedural", "--editor", help=f"Editor that makes the target images: {', '.join(EDITORS)}."),
-        n_train: int = typer.Option(64, "--n-train", help="Train pairs to build."),
-        n_test: int = typer.Option(16, "--n-test", help="Test pairs to build (they pick the best adapter)."),
-        photos: Optional[Path] = typer.Option(
-            None, "--photos", help="Folder of source photos for the pairs (default: the bundled photos)."),
-        eval_every: int = typer.Option(
-            10, "--eval-every", help="Evaluate on the test pairs every N steps; the best adapter is kept at each."),
-        max_steps: int = typer.Option(100_000, "--max-steps", help="Step cap; normally --seconds ends the run first."),
-        lr: float = typer.Option(1e-3, "--lr", help="LoRA learning rate."),
-        batch_size: int = typer.Option(8, "--batch-size", help="Pairs per training step."),
-        ddim_steps: int = typer.Option(10, "--ddim-steps", help="Denoising steps for --init generated-ddim."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the pairs, the init noise and the batches."),
-        threads: int = typer.Option(
-            2, "--threads", help="torch CPU threads; on a busy CPU 1 can be much faster than 2."),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Train again in an OUT that holds a fine-tuned adapter (its pairs are reused)."),
+        editor: str = _opt("editor", "--editor", help=f"Editor that makes the target images: {', '.join(EDITORS)}."),
+        n_train: int = _opt("n_train", "--n-train", help="Train pairs to build."),
+        n_test: int = _opt("n_test", "--n-test", help="Test pairs to build (they pick the best adapter)."),
+        photos: Optional[Path] = _opt(
+            "photos", "--photos", help="Folder of source photos for the pairs (default: the bundled photos)."),
+        eval_every: int = _opt(
+            "eval_every", "--eval-every", help="Evaluate on the test pairs every N steps; the best adapter is kept at each."),
+        max_steps: int = _opt("max_steps", "--max-steps", help="Step cap; normally --seconds ends the run first."),
+        lr: float = _opt("lr", "--lr", help="LoRA learning rate."),
+        batch_size: int = _opt("batch_size", "--batch-size", help="Pairs per training step."),
+        ddim_steps: int = _opt("ddim_steps", "--ddim-steps", help="Denoising steps for --init generated-ddim."),
+        seed: int = _opt("seed", "--seed", help="Seed of the pairs, the init noise and the batches."),
+        threads: int = _opt("threads", "--threads", help="torch CPU threads; on a busy CPU, fewer can be much faster."),
+        overwrite: bool = _opt(
+            "overwrite", "--overwrite", help="Train again in an OUT that holds a fine-tuned adapter (its pairs are reused)."),
     ) -> None:
         """Fine-tune a pix2pix-style LoRA for a new concept within a time budget.
 
@@ -66,10 +68,10 @@ def register(app: typer.Typer) -> None:
 
         Load it with PeftModel.from_pretrained(base_generator, OUT/adapter).
         """
-        from weightgen.finetune.job import FinetuneConfig, finetune
+        from weightgen.finetune.job import finetune
 
         config = FinetuneConfig(
-            concept=concept, seconds=seconds, init=init, out=str(out) if out is not None else None, base=str(base),
+            concept=concept, seconds=seconds, init=init, out=_str(out), base=str(base),
             generator=_str(generator), reference=_str(reference), zoo=_str(zoo), pairs=_str(pairs), editor=editor,
             n_train=n_train, n_test=n_test, photos=_str(photos), max_steps=max_steps, eval_every=eval_every, lr=lr,
             batch_size=batch_size, seed=seed, threads=threads, ddim_steps=ddim_steps, overwrite=overwrite)

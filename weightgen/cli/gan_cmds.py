@@ -1,30 +1,43 @@
-"""CLI verbs for the GAN stage: train the base, train a LoRA for one concept, evaluate.
+"""CLI verbs for the GAN stage: the demo, a LoRA for one concept, evaluation.
 
-Heavy imports (torch, diffusers, peft, accelerate) happen inside the verbs so `weightgen --help`
-stays fast.
+The base GAN is trained by `weightgen zoo base` / `weightgen train-base` (zoo_cmds): one job, one verb's code.
+`train-lora` trains one concept's LoRA with the zoo's per-concept recipe (ZooConfig's defaults), so an
+adapter made by hand matches the zoo's.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from gan.config import MIXED_PRECISION  # gan.config imports no torch: --help stays fast
+from gan.config import MIXED_PRECISION, LoraSettings, default_rank_pattern
+from weightgen.cli.options import default, option
+from weightgen.errors import WeightgenError
+from weightgen.zoo.config import ZooConfig
 
 Precision = Literal[MIXED_PRECISION]  # type: ignore[valid-type]  # CLI choices from the registry
 
 
-def _print_metrics(rows: dict[str, dict[str, float]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+def print_metrics(rows: dict[str, dict[str, float]]) -> None:
     table = Table("model", "L1 (lower)", "PSNR dB", "SSIM")
     for name, m in rows.items():
         table.add_row(name, f"{m['l1']:.4f}", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}")
     Console().print(table)
+
+
+def lora_settings(rank: int, init_seed: int) -> LoraSettings:
+    """The default LoRA at another rank: alpha follows it (update scale 1), the ResNet convs get half of it."""
+    return LoraSettings(rank=rank, alpha=float(rank), rank_pattern=default_rank_pattern(rank), init_seed=init_seed)
+
+
+def _zoo(field: str, *param_decls: str, **kwargs):
+    return option(ZooConfig, field, *param_decls, **kwargs)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,82 +57,41 @@ def register(app: typer.Typer) -> None:
 
         s = run_demo(DemoConfig(out=str(out), concept=concept, n_base_concepts=base_concepts,
                                 base_seconds=base_seconds, lora_seconds=lora_seconds, seed=seed))
-        _print_metrics({"base": s["base"], f"base + LoRA ({s['lora_steps']} steps, {s['lora_seconds']:.0f} s)": s["lora"]})
+        print_metrics({"base": s["base"], f"base + LoRA ({s['lora_steps']} steps, {s['lora_seconds']:.0f} s)": s["lora"]})
         print(f"adapter: {s['adapter']}  grid: {s['grid']}  summary: {out / 'summary.json'}")
-
-    @app.command("train-base")
-    def train_base_cmd(
-        pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder (manifest.json + <concept_id>/pairs.safetensors)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Base folder to write (generator/, discriminator/, weightgen.json)."),
-        concept: Optional[list[str]] = typer.Option(None, "--concept", "-c",
-                                                    help="Concept id or text to train on; repeat for several. Default: all."),
-        steps: int = typer.Option(2000, help="Maximum training steps (one D + one G update each)."),
-        seconds: float = typer.Option(0.0, help="Wall-clock training budget in seconds; 0 = no budget."),
-        batch_size: int = typer.Option(8, help="Pairs per step."),
-        lr: float = typer.Option(2e-4, help="Adam learning rate for G and D (pix2pix: 2e-4)."),
-        base_channels: int = typer.Option(32, help="Generator width after the stem (doubles per downsampling)."),
-        n_downsample: int = typer.Option(2, help="Strided downsampling convs; image sides must divide by 2**n."),
-        eval_every: int = typer.Option(100, help="Evaluate L1/PSNR/SSIM on the test pairs every N steps."),
-        seed: int = typer.Option(0, help="Seed for the initial weights and the batch order."),
-        mixed_precision: Precision = typer.Option("no", help="Autocast precision (fp16/bf16 need a GPU or a recent CPU)."),
-        cpu: bool = typer.Option(False, help="Train on the CPU even when a GPU is present."),
-        overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
-    ) -> None:
-        """Train the base GAN (generator + PatchGAN) from scratch on the pairs of several concepts."""
-        from gan.base import train_base
-        from gan.config import (
-            BaseTrainConfig,
-            DiscriminatorConfig,
-            GanTrainConfig,
-            GeneratorConfig,
-        )
-        from gan.data import read_manifest
-
-        image_size = int(read_manifest(pairs_dir).get("image_size", 64))
-        config = BaseTrainConfig(
-            GeneratorConfig(base_channels=base_channels, n_downsample=n_downsample, image_size=image_size),
-            DiscriminatorConfig(),
-            GanTrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, max_seconds=seconds or None,
-                        eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu))  # type: ignore[arg-type]
-        history = train_base(pairs_dir, concept or None, config, out, overwrite=overwrite)
-        first, last = history[0], history[-1]
-        _print_metrics({"step 0": first["metrics"], f"step {last['step']} ({last['seconds']:.0f} s)": last["metrics"]})
-        print(f"wrote base to {out}")
 
     @app.command("train-lora")
     def train_lora_cmd(
-        base: Path = typer.Argument(..., help="Base folder written by `weightgen train-base`."),
+        base: Path = typer.Argument(..., help="Base folder written by `weightgen train-base` or `weightgen zoo base`."),
         pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder."),
         concept: str = typer.Argument(..., help="Concept id or text (as in the pairs manifest)."),
         out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write (a standard peft adapter)."),
-        steps: int = typer.Option(400, help="Maximum training steps."),
-        seconds: float = typer.Option(0.0, help="Wall-clock training budget in seconds; 0 = no budget."),
-        rank: int = typer.Option(4, help="LoRA rank (the ResNet blocks' convs get rank // 2)."),
-        lr: float = typer.Option(1e-3, help="Adam learning rate for the LoRA (it starts at zero, so it can move fast)."),
-        lr_d: float = typer.Option(2e-4, help="Adam learning rate for the discriminator (pix2pix: 2e-4)."),
+        steps: int = _zoo("train.max_steps", help="Maximum training steps."),
+        seconds: Optional[float] = _zoo("train.max_seconds", help="Wall-clock training budget in seconds (0 or unset: none)."),
+        rank: int = _zoo("lora.rank", help="LoRA rank (the ResNet blocks' convs get rank // 2)."),
+        lr: float = _zoo("train.lr", help="Adam learning rate for the LoRA (it starts at zero, so it can move fast)."),
+        lr_d: float = _zoo("train.lr_d", help="Adam learning rate for the discriminator."),
         init: Optional[Path] = typer.Option(None, help="Start from this adapter folder (e.g. a generated init)."),
-        batch_size: int = typer.Option(8, help="Pairs per step."),
-        eval_every: int = typer.Option(50, help="Evaluate on the concept's test pairs every N steps."),
-        seed: int = typer.Option(0, help="Seed for the batch order (the LoRA init seed is fixed: 0)."),
-        mixed_precision: Precision = typer.Option("no", help="Autocast precision."),
-        cpu: bool = typer.Option(False, help="Train on the CPU even when a GPU is present."),
+        batch_size: int = _zoo("train.batch_size", help="Pairs per step."),
+        eval_every: int = _zoo("train.eval_every", help="Evaluate on the concept's test pairs every N steps."),
+        seed: int = _zoo("train.seed", help="Seed for the batch order (the LoRA's init seed is the zoo's, shared by every concept)."),
+        mixed_precision: Precision = _zoo("train.mixed_precision", help="Autocast precision."),
+        cpu: bool = _zoo("train.cpu", help="Train on the CPU even when a GPU is present."),
         overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
     ) -> None:
         """Train a LoRA for one concept on the frozen base; writes the adapter and a before/after grid."""
         from gan.base import load_base
-        from gan.config import GanTrainConfig, LoraSettings, default_rank_pattern
         from gan.data import PairedData
         from gan.lora import count_lora_params, save_adapter
         from gan.lora_training import train_lora
         from gan.metrics import evaluate_pairs, generate
         from gan.viz import write_grid
-        from weightgen.errors import WeightgenError
 
         if out.exists() and not overwrite:
             raise WeightgenError(f"output folder already exists: {out} (pass --overwrite to replace it)")
-        settings = LoraSettings(rank=rank, alpha=float(rank), rank_pattern=default_rank_pattern(rank))
-        config = GanTrainConfig(batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps, max_seconds=seconds or None,
-                             eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu)  # type: ignore[arg-type]
+        settings = lora_settings(rank, default(ZooConfig, "lora.init_seed"))
+        config = replace(default(ZooConfig, "train"), batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps,
+                         max_seconds=seconds, eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu)
         generator, discriminator = load_base(base)
         data = PairedData.load(pairs_dir, [concept])
         pairs = data.concepts[0]
@@ -133,12 +105,12 @@ def register(app: typer.Typer) -> None:
                      overwrite=overwrite)
         write_grid(out / "before_after.png", {"source": pairs.test_source, "target": pairs.test_target,
                                               "base": base_images, "lora": generate(model, pairs.test_source)})
-        _print_metrics({"base": base_metrics, f"lora ({last['step']} steps, {last['seconds']:.0f} s)": last["metrics"]})
+        print_metrics({"base": base_metrics, f"lora ({last['step']} steps, {last['seconds']:.0f} s)": last["metrics"]})
         print(f"wrote adapter to {out} (before/after grid: {out / 'before_after.png'})")
 
     @app.command("eval")
     def eval_cmd(
-        base: Path = typer.Argument(..., help="Base folder written by `weightgen train-base`."),
+        base: Path = typer.Argument(..., help="Base folder written by `weightgen train-base` or `weightgen zoo base`."),
         pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder."),
         concept: str = typer.Argument(..., help="Concept id or text whose test pairs to score."),
         adapter: Optional[Path] = typer.Option(None, help="LoRA adapter folder to apply on the base."),
@@ -163,6 +135,6 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps({"concept": pairs.id, **metrics}))
         else:
-            _print_metrics({"base + adapter" if adapter else "base": metrics})
+            print_metrics({"base + adapter" if adapter else "base": metrics})
             if "fid" in metrics:
                 print(f"FID {metrics['fid']:.2f}  KID {metrics['kid']:.4f} ± {metrics['kid_std']:.4f}")

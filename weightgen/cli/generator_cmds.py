@@ -8,8 +8,19 @@ from typing import Optional
 
 import typer
 
+from weightgen.cli.options import option
 from weightgen.errors import WeightgenError
-from weightgen.generator.config import MIXED_PRECISION, MODEL_SIZES, PREDICTION_TYPES
+from weightgen.generator.config import (
+    MIXED_PRECISION,
+    MODEL_SIZES,
+    PREDICTION_TYPES,
+    DiffusionConfig,
+    GeneratorTrainConfig,
+)
+
+
+def _opt(field: str, *param_decls: str, **kwargs):
+    return option(GeneratorTrainConfig, field, *param_decls, **kwargs)
 
 
 def _choice(value: str, choices, flag: str) -> str:
@@ -54,21 +65,23 @@ def register(app: typer.Typer) -> None:
     def train(
         chunks: Path = typer.Option(..., "--chunks", help="Chunk dataset folder (from `weightgen chunks`)."),
         out: Path = typer.Option(..., "--out", help="Run folder: OUT/generator is the trained generator, OUT/training the resume state."),
-        steps: int = typer.Option(20_000, help="Optimizer steps in total; a resumed run continues up to this."),
-        batch_size: int = typer.Option(256, "--batch-size", help="Weight blocks per process per step."),
-        lr: float = typer.Option(3e-4, help="Peak learning rate (linear warmup, cosine decay)."),
-        model_size: str = typer.Option("small", "--model-size", help=f"Network size: {', '.join(MODEL_SIZES)}."),
-        prediction_type: str = typer.Option(
-            "sample", "--prediction-type",
-            help=f"What the network predicts: {', '.join(PREDICTION_TYPES)} ('sample' suits single-step init)."),
-        input_noise: float = typer.Option(0.0, "--input-noise", help="p-diff augmentation: noise std added to clean blocks (e.g. 1e-3)."),
-        text_encoder: str = typer.Option("minilm", "--text-encoder", help="Frozen text encoder: minilm, open_clip or clip."),
-        text_encoder_path: Optional[str] = typer.Option(None, "--text-encoder-path", help="Local weights for open_clip / clip."),
-        mixed_precision: str = typer.Option("no", "--mixed-precision", help=f"Autocast: {', '.join(MIXED_PRECISION)}."),
-        ema_decay: float = typer.Option(0.999, "--ema-decay", help="EMA decay of the saved weights."),
-        checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between checkpoints."),
-        seed: int = typer.Option(0, help="Seed of batches, timesteps and noise (per step and process)."),
-        cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even when a GPU is present."),
+        steps: int = _opt("steps", help="Optimizer steps in total; a resumed run continues up to this."),
+        batch_size: int = _opt("batch_size", "--batch-size", help="Weight blocks per process per step."),
+        lr: float = _opt("lr", help="Peak learning rate (linear warmup, cosine decay)."),
+        model_size: str = _opt("model_size", "--model-size", help=f"Network size: {', '.join(MODEL_SIZES)}."),
+        prediction_type: str = _opt(
+            "diffusion.prediction_type", "--prediction-type",
+            help=f"What the network predicts: {', '.join(PREDICTION_TYPES)} (the default suits single-step init)."),
+        input_noise: float = _opt("diffusion.input_noise", "--input-noise",
+                                  help="p-diff augmentation: noise std added to clean blocks (e.g. 1e-3)."),
+        text_encoder: str = _opt("text_encoder", "--text-encoder", help="Frozen text encoder: minilm, open_clip or clip."),
+        text_encoder_path: Optional[str] = _opt("text_encoder_path", "--text-encoder-path",
+                                                help="Local weights for open_clip / clip."),
+        mixed_precision: str = _opt("mixed_precision", "--mixed-precision", help=f"Autocast: {', '.join(MIXED_PRECISION)}."),
+        ema_decay: float = _opt("ema_decay", "--ema-decay", help="EMA decay of the saved weights."),
+        checkpoint_every: int = _opt("checkpoint_every", "--checkpoint-every", help="Steps between checkpoints."),
+        seed: int = _opt("seed", help="Seed of batches, timesteps and noise (per step and process)."),
+        cpu: bool = _opt("cpu", "--cpu", help="Train on the CPU even when a GPU is present."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from its last checkpoint."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
         validate: Optional[bool] = typer.Option(
@@ -76,15 +89,15 @@ def register(app: typer.Typer) -> None:
             help="Judge the generator by its GAN: generate held-out concepts' LoRAs and score them on their "
                  "test pairs (at the end, and every --validate-every steps). Default: when the zoo's held-out "
                  "concepts, base and pairs are found."),
-        validate_every: int = typer.Option(0, "--validate-every", help="Steps between validations (0: only at the end)."),
+        validate_every: int = _opt("validate_every", "--validate-every", help="Steps between validations (0: only at the end)."),
         validate_concepts: int = typer.Option(8, "--validate-concepts", help="How many held-out concepts to validate on."),
         zoo: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder for validation (default: the one the chunks came from)."),
-        text_dropout: float = typer.Option(
-            0.0, "--text-dropout",
+        text_dropout: float = _opt(
+            "text_dropout", "--text-dropout",
             help="Chance a concept's text is replaced by the empty prompt in training, so the generator also "
                  "learns 'no concept' and can be guided (classifier-free guidance). E.g. 0.1."),
-        val_concepts: int = typer.Option(
-            0, "--val-concepts",
+        val_concepts: int = _opt(
+            "val_concepts", "--val-concepts",
             help="Keep this many training concepts out of training; validation then runs on them (not on the "
                  "benchmark's held-out concepts) and --guidance-sweep picks the guidance scale on them."),
         guidance_sweep: Optional[str] = typer.Option(
@@ -102,7 +115,6 @@ def register(app: typer.Typer) -> None:
         _choice(mixed_precision, MIXED_PRECISION, "--mixed-precision")
         from accelerate import PartialState
 
-        from weightgen.generator.config import DiffusionConfig, GeneratorTrainConfig
         from weightgen.generator.validation import train_validate_pick
 
         config = GeneratorTrainConfig(

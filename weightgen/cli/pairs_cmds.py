@@ -1,20 +1,32 @@
-"""CLI verbs for the pairs stage: `weightgen pairs` builds a (source, target) dataset per concept.
-
-Heavy imports (torch, diffusers, the text encoder) happen inside the verb so `weightgen --help`
-stays fast; the editor choices come from the registry, which imports neither.
-"""
+"""CLI verb for the pairs stage: `weightgen pairs` builds a (source, target) dataset per concept."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
+from weightgen.cli.options import option
+from weightgen.errors import WeightgenError
+from weightgen.pairs.config import PairsConfig
 from weightgen.pairs.editors import REGISTRY
 
 EditorName = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]  # CLI choices from the registry
 PromptSplit = Literal["train", "heldout", "all"]
+
+
+def _opt(field: str, *param_decls: str, **kwargs):
+    return option(PairsConfig, field, *param_decls, **kwargs)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,17 +42,17 @@ def register(app: typer.Typer) -> None:
         prompt_set: Optional[PromptSplit] = typer.Option(None, help="Concepts from the shipped prompt set: its train, heldout or all concepts."),
         prompt_file: Optional[Path] = typer.Option(None, help="Prompt set file for --prompt-set (default: the shipped one)."),
         limit: int = typer.Option(0, help="Build only the first N concepts (0 = all); handy for smoke runs."),
-        editor: EditorName = typer.Option(
-            "procedural", help="procedural: offline image-operation bank driven by the text embedding; instruct-pix2pix: diffusion editor."
+        editor: EditorName = _opt(
+            "editor", help="procedural: offline image-operation bank driven by the text embedding; instruct-pix2pix: diffusion editor."
         ),
-        image_size: int = typer.Option(64, help="Side of every pair image in pixels."),
-        n_train: int = typer.Option(64, help="Train pairs per concept (crops of the train photos)."),
-        n_test: int = typer.Option(16, help="Test pairs per concept (crops of the held-out photos)."),
-        seed: int = typer.Option(0, help="Seed for the photo split, the crops and the editor."),
-        sources: Optional[Path] = typer.Option(
-            None, help="Folder of photos to crop (png/jpg/...; searched recursively). Default: photos bundled with scikit-image/scikit-learn."
+        image_size: int = _opt("image_size", help="Side of every pair image in pixels."),
+        n_train: int = _opt("n_train", help="Train pairs per concept (crops of the train photos)."),
+        n_test: int = _opt("n_test", help="Test pairs per concept (crops of the held-out photos)."),
+        seed: int = _opt("seed", help="Seed for the photo split, the crops and the editor."),
+        sources: Optional[Path] = _opt(
+            "sources", help="Folder of photos to crop (png/jpg/...; searched recursively). Default: photos bundled with scikit-image/scikit-learn."
         ),
-        test_fraction: float = typer.Option(0.25, help="Share of source photos (not crops) held out for the test pairs."),
+        test_fraction: float = _opt("test_fraction", help="Share of source photos (not crops) held out for the test pairs."),
         model: Optional[str] = typer.Option(None, help="instruct-pix2pix: local pipeline folder or hub id (offline: from the local cache)."),
         steps: int = typer.Option(20, help="instruct-pix2pix: denoising steps."),
         guidance_scale: float = typer.Option(7.5, help="instruct-pix2pix: text guidance scale."),
@@ -48,30 +60,17 @@ def register(app: typer.Typer) -> None:
         work_size: int = typer.Option(256, help="instruct-pix2pix: resolution the pipeline runs at; outputs are resized to --image-size."),
         batch_size: int = typer.Option(8, help="instruct-pix2pix: images per pipeline call."),
         device: str = typer.Option("auto", help="instruct-pix2pix: cuda, cpu or auto."),
-        overwrite: bool = typer.Option(False, help="Rebuild a folder that was built with other settings (editor, seed, sizes, sources)."),
+        overwrite: bool = _opt("overwrite", help="Rebuild a folder that was built with other settings (editor, seed, sizes, sources)."),
     ) -> None:
         """Edit source photos into (source, target) pairs for each concept.
 
         Resumes where it stopped: concepts already in the folder's manifest are skipped. Each concept's pairs file and the manifest are written atomically.
         """
-        import warnings
-
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        from weightgen.errors import WeightgenError
         from weightgen.pairs.build import (
             build_pairs,
             prompt_set_concepts,
             read_concepts_file,
         )
-        from weightgen.pairs.config import PairsConfig
 
         texts: list[str] = list(concept or [])
         if concepts_file is not None:

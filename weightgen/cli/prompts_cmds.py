@@ -1,21 +1,32 @@
-"""CLI verbs for the prompts stage: `weightgen prompts build | stats | show | select`.
-
-Heavy imports (torch, transformers, sklearn) happen inside the verbs; the backend choices come
-from `prompts.llm.REGISTRY`, which imports only the standard library.
-"""
+"""CLI verbs for the prompts stage: `weightgen prompts build | stats | show | select`."""
 
 from __future__ import annotations
 
 import enum
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.progress import Progress
 
-from prompts.llm import REGISTRY
+from prompts.build import BuildConfig, build_command, build_prompt_set
+from prompts.concepts import CATEGORIES, load_prompt_set
+from prompts.llm import REGISTRY, LLMOptions, make_backend
+from prompts.seeds import load_seeds
+from weightgen.cli.options import option
+from weightgen.errors import WeightgenError
 
 Backend = enum.Enum("Backend", {name: name for name in REGISTRY}, type=str)
+
+
+def _llm(field: str, *param_decls: str, **kwargs):
+    return option(LLMOptions, field, *param_decls, **kwargs)
+
+
+def _recipe(field: str, *param_decls: str, **kwargs):
+    return option(BuildConfig, field, *param_decls, **kwargs)
 
 
 class SplitChoice(str, enum.Enum):
@@ -49,36 +60,28 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Prompt set JSON file to write (atomically: nothing is written on error or Ctrl-C)."),
         generator: Backend = typer.Option(Backend("smollm2"), help="LLM that proposes new concepts per category from the seed lists."),
         augmenter: Backend = typer.Option(Backend("smollm2"), help="LLM that writes paraphrases (the second pass); seed rules fill what it misses."),
-        base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai backend: API root of an OpenAI-compatible server."),
-        model: str = typer.Option("gpt-4o-mini", help="openai backend: model name."),
-        api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai backend: NAME of the environment variable holding the API key."),
-        timeout: float = typer.Option(30.0, help="openai backend: seconds before an unreachable endpoint is an error."),
-        model_path: Optional[str] = typer.Option(None, help="transformers backend: local causal LM folder."),
-        gguf_file: Optional[str] = typer.Option(None, help="transformers backend: GGUF file inside --model-path."),
-        device: str = typer.Option("cpu", help="Device for local LLMs and the text encoder (cpu, cuda)."),
-        threads: Optional[int] = typer.Option(None, help="CPU threads for local LLM generation (1 is fastest on a busy shared CPU; default: torch's)."),
-        seeds: Optional[Path] = typer.Option(None, help="Seed lists JSON (default: the shipped prompts/data/seeds.json)."),
+        base_url: str = _llm("base_url", help="openai backend: API root of an OpenAI-compatible server."),
+        model: str = _llm("model", help="openai backend: model name."),
+        api_key_env: str = _llm("api_key_env", help="openai backend: NAME of the environment variable holding the API key."),
+        timeout: float = _llm("timeout_s", help="openai backend: seconds before an unreachable endpoint is an error."),
+        model_path: Optional[str] = _llm("path", help="transformers backend: local causal LM folder."),
+        gguf_file: Optional[str] = _llm("gguf_file", help="transformers backend: GGUF file inside --model-path."),
+        device: str = _llm("device", help="Device for local LLMs and the text encoder (cpu, cuda)."),
+        threads: Optional[int] = _llm("threads", help="CPU threads for local LLM generation (1 is fastest on a busy shared CPU; default: torch's)."),
+        seeds: Optional[Path] = _llm("seeds_path", help="Seed lists JSON (default: the shipped prompts/data/seeds.json)."),
         encoder: str = typer.Option("minilm", help="Text encoder for dedupe and paraphrase checks."),
-        seed: int = typer.Option(0, help="Seed for sampling, template picks and the split."),
-        llm_rounds: int = typer.Option(2, help="Generator requests per category."),
-        llm_batch: int = typer.Option(8, help="Concepts asked for per generator request."),
-        variants: int = typer.Option(60, help="Template variants added per category."),
-        paraphrases: int = typer.Option(3, help="Paraphrases kept per concept."),
-        llm_paraphrase_limit: int = typer.Option(12, help="Concepts the augmenter LLM paraphrases (rules do the rest)."),
-        compositions: int = typer.Option(200, help="Cross-category combinations ('van gogh style, at night')."),
-        dup_threshold: float = typer.Option(0.9, help="Cosine similarity at or above which two concepts are duplicates."),
-        heldout_fraction: float = typer.Option(0.15, help="Target held-out share per category (compositions follow their parts)."),
+        seed: int = _recipe("seed", help="Seed for sampling, template picks and the split."),
+        llm_rounds: int = _recipe("llm_rounds", help="Generator requests per category."),
+        llm_batch: int = _recipe("llm_batch", help="Concepts asked for per generator request."),
+        variants: int = _recipe("variants_per_category", help="Template variants added per category."),
+        paraphrases: int = _recipe("n_paraphrases", help="Paraphrases kept per concept."),
+        llm_paraphrase_limit: int = _recipe("llm_paraphrase_limit", help="Concepts the augmenter LLM paraphrases (rules do the rest)."),
+        compositions: int = _recipe("n_compositions", help="Cross-category combinations ('van gogh style, at night')."),
+        dup_threshold: float = _recipe("dup_threshold", help="Cosine similarity at or above which two concepts are duplicates."),
+        heldout_fraction: float = _recipe("heldout_fraction", help="Target held-out share per category (compositions follow their parts)."),
         overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
     ) -> None:
         """Build a prompt set: generate, augment, combine, dedupe, validate and split concepts."""
-        import time
-
-        from rich.progress import Progress
-
-        from prompts.build import BuildConfig, build_command, build_prompt_set
-        from prompts.llm import LLMOptions, make_backend
-        from prompts.seeds import load_seeds
-        from weightgen.errors import WeightgenError
         from weightgen.text_encoders import load_text_encoder
 
         if out.exists() and not overwrite:
@@ -120,8 +123,6 @@ def register(app: typer.Typer) -> None:
     @prompts_app.command("stats")
     def stats(path: Optional[Path] = typer.Argument(None, help="Prompt set file (default: the shipped concepts-v1.json).")) -> None:
         """Print counts of a prompt set as JSON: concepts per category and split, paraphrases."""
-        from prompts.concepts import load_prompt_set
-
         prompt_set = load_prompt_set(path)
         print(json.dumps({**prompt_set.stats(), "build_command": prompt_set.build_command}, indent=2))
 
@@ -134,9 +135,6 @@ def register(app: typer.Typer) -> None:
         paraphrases: bool = typer.Option(False, help="Also print each concept's paraphrases."),
     ) -> None:
         """List concepts, one per line: split, category, text (and paraphrases)."""
-        from prompts.concepts import CATEGORIES, load_prompt_set
-        from weightgen.errors import WeightgenError
-
         if category is not None and category not in CATEGORIES:
             raise WeightgenError(f"unknown category {category!r}; choose one of {CATEGORIES}")
         concepts = load_prompt_set(path).concepts
@@ -158,7 +156,6 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {id, text, category}."),
     ) -> None:
         """Pick K representative concepts by k-means over text embeddings (E2GAN's base concepts)."""
-        from prompts.concepts import load_prompt_set
         from prompts.select import select_representative
         from weightgen.text_encoders import load_text_encoder
 

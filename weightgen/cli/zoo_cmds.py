@@ -1,24 +1,70 @@
-"""CLI verbs for the zoo stage: `weightgen zoo base`, `weightgen zoo build`, `weightgen zoo status`.
+"""CLI verbs that train the base GAN and the zoo: `weightgen zoo base | build | status`, and `weightgen train-base`.
 
-Heavy imports (torch, peft, diffusers, the text encoder) happen inside the verbs so `weightgen --help`
-stays fast. `zoo build` shards over `accelerate launch --multi_gpu --num_processes N` or torchrun ranks.
+`zoo base` and `train-base` are one job, so both build their config with `base_config` and train with
+`run_base` (weightgen.zoo.build_base), under one set of defaults: BaseConfig's. `zoo build` shards
+over `accelerate launch --multi_gpu --num_processes N` or torchrun ranks.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from prompts import load_prompt_set
+from weightgen.cli.gan_cmds import Precision, lora_settings, print_metrics
+from weightgen.cli.options import default, option
 from weightgen.errors import USER_ERRORS
-from weightgen.pairs.editors import (
-    REGISTRY,  # the editor registry imports no torch: --help stays fast
-)
-from weightgen.zoo.config import DEFAULT_BASE_STEPS, DEFAULT_ZOO_STEPS
+from weightgen.pairs.config import PairsConfig
+from weightgen.pairs.editors import REGISTRY
+from weightgen.zoo.config import BaseConfig, ZooConfig
 
 EditorName = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]  # CLI choices from the registry
 SplitChoice = Literal["train", "heldout", "all"]
+
+
+def _base(field: str, *param_decls: str, **kwargs):
+    return option(BaseConfig, field, *param_decls, **kwargs)
+
+
+def _zoo(field: str, *param_decls: str, **kwargs):
+    return option(ZooConfig, field, *param_decls, **kwargs)
+
+
+def _pairs(field: str, *param_decls: str, **kwargs):
+    return option(PairsConfig, field, *param_decls, **kwargs)
+
+
+# The base recipe, shared by `zoo base` and `train-base`.
+BASE_STEPS_OPT = _base("model.train.max_steps", help="Training steps (one D + one G update each).")
+BASE_SECONDS_OPT = _base("model.train.max_seconds", help="Wall-clock training budget in seconds (0 or unset: none).")
+BASE_BATCH_SIZE_OPT = _base("model.train.batch_size", help="Pairs per step.")
+BASE_LR_OPT = _base("model.train.lr", help="Adam learning rate for G and D.")
+BASE_CHANNELS_OPT = _base("model.generator.base_channels",
+                          help="Generator width after the stem (doubles per downsampling).")
+BASE_N_DOWNSAMPLE_OPT = _base("model.generator.n_downsample",
+                              help="Strided downsampling convs; image sides must divide by 2**n.")
+BASE_EVAL_EVERY_OPT = _base("model.train.eval_every", help="Evaluate L1/PSNR/SSIM on the test pairs every N steps.")
+BASE_SEED_OPT = _base("model.train.seed", help="Seed for the initial weights and the batch order.")
+BASE_PRECISION_OPT = _base("model.train.mixed_precision",
+                           help="Autocast precision (fp16/bf16 need a GPU or a recent CPU).")
+BASE_CPU_OPT = _base("model.train.cpu", help="Train on the CPU even when a GPU is present.")
+BASE_THREADS_OPT = _base("threads", help="torch CPU threads (0 or unset: torch's default).")
+BASE_OVERWRITE_OPT = _base("overwrite", help="Replace --out if it exists.")
+
+# Options shared by `zoo base` and `zoo build` for pairs built on the fly.
+EDITOR_OPT = _pairs("editor", help="Editor for missing pairs (see `weightgen pairs --help`).")
+IMAGE_SIZE_OPT = _pairs("image_size", help="Side of the pair images for missing pairs (must match the base).")
+N_PAIRS_TRAIN_OPT = _pairs("n_train", help="Train pairs per concept for missing pairs.")
+N_PAIRS_TEST_OPT = _pairs("n_test", help="Test pairs per concept for missing pairs.")
+PAIRS_SEED_OPT = _pairs("seed", help="Seed of the pairs (photo split, crops, editor) for missing pairs.")
+BUILD_PAIRS_HELP = "Build missing pairs into --pairs; --no-build-pairs: require every concept's pairs to exist there."
+PROMPTS_OPT = typer.Option(None, help="Prompt set file (default: the shipped prompts/data/concepts-v1.json).")
+ENCODER_OPT = typer.Option("minilm", help="Text encoder whose embeddings k-means clusters to pick concepts.")
 
 
 def _pairs_settings(editor: str, image_size: int, n_pairs_train: int, n_pairs_test: int, pairs_seed: int) -> dict:
@@ -26,20 +72,36 @@ def _pairs_settings(editor: str, image_size: int, n_pairs_train: int, n_pairs_te
             "seed": pairs_seed}
 
 
-# Options shared by `zoo base` and `zoo build` for pairs built on the fly.
-EDITOR_OPT = typer.Option("procedural", help="Editor for missing pairs (see `weightgen pairs --help`).")
-IMAGE_SIZE_OPT = typer.Option(64, help="Side of the pair images for missing pairs (must match the base).")
-N_PAIRS_TRAIN_OPT = typer.Option(64, help="Train pairs per concept for missing pairs.")
-N_PAIRS_TEST_OPT = typer.Option(16, help="Test pairs per concept for missing pairs.")
-PAIRS_SEED_OPT = typer.Option(0, help="Seed of the pairs (photo split, crops, editor) for missing pairs.")
-NO_BUILD_PAIRS_OPT = typer.Option(False, "--no-build-pairs",
-                                  help="Require every concept's pairs to exist in --pairs instead of building them.")
-PROMPTS_OPT = typer.Option(None, help="Prompt set file (default: the shipped prompts/data/concepts-v1.json).")
-ENCODER_OPT = typer.Option("minilm", help="Text encoder whose embeddings k-means clusters to pick concepts.")
+def base_config(out: Path, pairs: Path, n_concepts: int, image_size: int, *, steps: int, seconds: Optional[float],
+                batch_size: int, lr: float, base_channels: int, n_downsample: int, eval_every: int, seed: int,
+                mixed_precision: str, cpu: bool, threads: Optional[int], overwrite: bool,
+                pairs_settings: dict, build_pairs: bool) -> BaseConfig:
+    """BaseConfig's recipe with the flags on top; built (and validated) before any slow step."""
+    model = default(BaseConfig, "model")
+    model = replace(
+        model,
+        generator=replace(model.generator, base_channels=base_channels, n_downsample=n_downsample,
+                          image_size=image_size),
+        train=replace(model.train, max_steps=steps, max_seconds=seconds, batch_size=batch_size, lr=lr,
+                      eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu))
+    return BaseConfig(out=str(out), pairs=str(pairs), n_concepts=n_concepts, model=model,
+                      pairs_settings=pairs_settings, build_pairs=build_pairs, threads=threads or None,
+                      overwrite=overwrite)
+
+
+def run_base(config: BaseConfig, texts: list[str]) -> None:
+    """Train the base on `texts` (the one code path of `zoo base` and `train-base`) and show test metrics."""
+    from weightgen.zoo.base import build_base
+
+    print(f"base concepts ({len(texts)}): " + "; ".join(texts))
+    history = build_base(config, texts)
+    first, last = history[0], history[-1]
+    print_metrics({"step 0": first["metrics"], f"step {last['step']} ({last['seconds']:.0f} s)": last["metrics"]})
+    print(f"wrote base to {config.out}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `zoo` sub-command group to the app."""
+    """Add the `zoo` sub-command group and `train-base` to the app."""
     zoo_app = typer.Typer(name="zoo", no_args_is_help=True,
                           help="The LoRA zoo: a base GAN on representative concepts, then one LoRA per concept "
                                "with K checkpoints (resumable, shardable with accelerate launch).")
@@ -48,55 +110,79 @@ def register(app: typer.Typer) -> None:
     def base_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="Base folder to write (generator/, discriminator/, weightgen.json)."),
         pairs: Path = typer.Option(..., help="Pair-dataset folder; the chosen concepts' pairs are built into it when missing."),
-        n_concepts: int = typer.Option(8, help="Representative training concepts to train on: one per k-means cluster of their text embeddings."),
+        n_concepts: int = _base("n_concepts", help="Representative training concepts to train on: one per k-means cluster of their text embeddings."),
         concept: Optional[list[str]] = typer.Option(None, "--concept", "-c", help="Train on these concepts instead (repeat); skips the k-means pick."),
         prompts: Optional[Path] = PROMPTS_OPT,
         encoder: str = ENCODER_OPT,
         select_seed: int = typer.Option(0, help="k-means seed."),
-        steps: int = typer.Option(DEFAULT_BASE_STEPS, help="Training steps (one D + one G update each)."),
-        batch_size: int = typer.Option(8, help="Pairs per step."),
-        lr: float = typer.Option(2e-4, help="Adam learning rate for G and D (pix2pix: 2e-4)."),
-        base_channels: int = typer.Option(32, help="Generator width after the stem (doubles per downsampling)."),
-        eval_every: int = typer.Option(250, help="Evaluate L1/PSNR/SSIM on the test pairs every N steps."),
-        seed: int = typer.Option(0, help="Seed for the initial weights and the batch order."),
-        threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
-        cpu: bool = typer.Option(False, help="Train on the CPU even when a GPU is present."),
+        steps: int = BASE_STEPS_OPT,
+        seconds: Optional[float] = BASE_SECONDS_OPT,
+        batch_size: int = BASE_BATCH_SIZE_OPT,
+        lr: float = BASE_LR_OPT,
+        base_channels: int = BASE_CHANNELS_OPT,
+        n_downsample: int = BASE_N_DOWNSAMPLE_OPT,
+        eval_every: int = BASE_EVAL_EVERY_OPT,
+        seed: int = BASE_SEED_OPT,
+        mixed_precision: Precision = BASE_PRECISION_OPT,
+        threads: Optional[int] = BASE_THREADS_OPT,
+        cpu: bool = BASE_CPU_OPT,
         editor: EditorName = EDITOR_OPT,
         image_size: int = IMAGE_SIZE_OPT,
         n_pairs_train: int = N_PAIRS_TRAIN_OPT,
         n_pairs_test: int = N_PAIRS_TEST_OPT,
         pairs_seed: int = PAIRS_SEED_OPT,
-        no_build_pairs: bool = NO_BUILD_PAIRS_OPT,
-        overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+        build_pairs: bool = _base("build_pairs", "--build-pairs/--no-build-pairs", help=BUILD_PAIRS_HELP),
+        overwrite: bool = BASE_OVERWRITE_OPT,
     ) -> None:
         """Train the zoo's base GAN from scratch on representative training concepts (E2GAN's recipe)."""
-        from gan.config import (
-            BaseTrainConfig,
-            DiscriminatorConfig,
-            GanTrainConfig,
-            GeneratorConfig,
-        )
-        from weightgen.zoo.base import build_base
-        from weightgen.zoo.config import BaseConfig
-        from weightgen.zoo.plan import base_concepts
-
-        model = BaseTrainConfig(GeneratorConfig(base_channels=base_channels, image_size=image_size), DiscriminatorConfig(),
-                                GanTrainConfig(batch_size=batch_size, lr=lr, max_steps=steps, eval_every=eval_every,
-                                            seed=seed, cpu=cpu))
-        config = BaseConfig(out=str(out), pairs=str(pairs), n_concepts=n_concepts, model=model,
-                            pairs_settings=_pairs_settings(editor, image_size, n_pairs_train, n_pairs_test, pairs_seed),
-                            build_pairs=not no_build_pairs, threads=threads or None, overwrite=overwrite)
+        config = base_config(
+            out, pairs, n_concepts, image_size, steps=steps, seconds=seconds, batch_size=batch_size, lr=lr,
+            base_channels=base_channels, n_downsample=n_downsample, eval_every=eval_every, seed=seed,
+            mixed_precision=mixed_precision, cpu=cpu, threads=threads, overwrite=overwrite,
+            pairs_settings=_pairs_settings(editor, image_size, n_pairs_train, n_pairs_test, pairs_seed),
+            build_pairs=build_pairs)
         if concept:
             texts = list(concept)
         else:
-            from prompts import load_prompt_set
+            from weightgen.zoo.plan import base_concepts
 
             texts = base_concepts(load_prompt_set(prompts), n_concepts, encoder, select_seed)
-        print(f"base concepts ({len(texts)}): " + "; ".join(texts))
-        history = build_base(config, texts)
-        first, last = history[0]["metrics"], history[-1]["metrics"]
-        print(f"test L1 {first['l1']:.4f} -> {last['l1']:.4f}, PSNR {first['psnr']:.2f} -> {last['psnr']:.2f} dB "
-              f"after {history[-1]['step']} steps ({history[-1]['seconds']:.0f} s); wrote base to {out}")
+        run_base(config, texts)
+
+    @app.command("train-base")
+    def train_base_cmd(
+        pairs_dir: Path = typer.Argument(..., help="Pair-dataset folder (manifest.json + <concept_id>/pairs.safetensors)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Base folder to write (generator/, discriminator/, weightgen.json)."),
+        concept: Optional[list[str]] = typer.Option(None, "--concept", "-c",
+                                                    help="Concept id or text to train on; repeat for several. Default: all."),
+        steps: int = BASE_STEPS_OPT,
+        seconds: Optional[float] = BASE_SECONDS_OPT,
+        batch_size: int = BASE_BATCH_SIZE_OPT,
+        lr: float = BASE_LR_OPT,
+        base_channels: int = BASE_CHANNELS_OPT,
+        n_downsample: int = BASE_N_DOWNSAMPLE_OPT,
+        eval_every: int = BASE_EVAL_EVERY_OPT,
+        seed: int = BASE_SEED_OPT,
+        mixed_precision: Precision = BASE_PRECISION_OPT,
+        threads: Optional[int] = BASE_THREADS_OPT,
+        cpu: bool = BASE_CPU_OPT,
+        overwrite: bool = BASE_OVERWRITE_OPT,
+    ) -> None:
+        """Train the base GAN (generator + PatchGAN) from scratch on the pairs of several concepts.
+
+        `weightgen zoo base` on a pairs folder you already have: same recipe and defaults, no k-means pick, no pairs built.
+        """
+        from gan.data import read_manifest, resolve_concept
+
+        manifest = read_manifest(pairs_dir)
+        ids = [resolve_concept(manifest, c, pairs_dir) for c in concept] if concept else list(manifest["concepts"])
+        texts = [manifest["concepts"][i]["text"] for i in ids]
+        config = base_config(
+            out, pairs_dir, len(texts), int(manifest.get("image_size", default(PairsConfig, "image_size"))),
+            steps=steps, seconds=seconds, batch_size=batch_size, lr=lr, base_channels=base_channels,
+            n_downsample=n_downsample, eval_every=eval_every, seed=seed, mixed_precision=mixed_precision, cpu=cpu,
+            threads=threads, overwrite=overwrite, pairs_settings={}, build_pairs=False)
+        run_base(config, texts)
 
     @zoo_app.command("build")
     def build_cmd(
@@ -111,26 +197,26 @@ def register(app: typer.Typer) -> None:
         split: SplitChoice = typer.Option("all", help="Which split(s) to build."),
         encoder: str = ENCODER_OPT,
         select_seed: int = typer.Option(0, help="k-means seed for the concept pick."),
-        steps: int = typer.Option(DEFAULT_ZOO_STEPS, help="LoRA training steps per concept."),
-        k: int = typer.Option(5, help="Checkpoints kept per concept."),
-        checkpoint_window: float = typer.Option(0.25, help="The K checkpoints are evenly spread over this last fraction of the steps."),
-        rank: int = typer.Option(4, help="LoRA rank (the ResNet blocks' convs get rank // 2)."),
-        lora_seed: int = typer.Option(0, help="LoRA init seed, shared by every concept (one aligned weight space)."),
-        lr: float = typer.Option(1e-3, help="Adam learning rate of the LoRA."),
-        lr_d: float = typer.Option(2e-4, help="Adam learning rate of the discriminator."),
-        batch_size: int = typer.Option(8, help="Pairs per step."),
-        eval_every: int = typer.Option(50, help="Evaluate on the concept's test pairs every N steps (and at each checkpoint)."),
-        seed: int = typer.Option(0, help="Seed of the batch order."),
-        threads: int = typer.Option(1, help="torch CPU threads per rank (0: torch's default); 1 is fastest when ranks share cores."),
-        cpu: bool = typer.Option(False, help="Train on the CPU even when a GPU is present."),
+        steps: int = _zoo("train.max_steps", help="LoRA training steps per concept."),
+        k: int = _zoo("k", help="Checkpoints kept per concept."),
+        checkpoint_window: float = _zoo("checkpoint_window", help="The K checkpoints are evenly spread over this last fraction of the steps."),
+        rank: int = _zoo("lora.rank", help="LoRA rank (the ResNet blocks' convs get rank // 2)."),
+        lora_seed: int = _zoo("lora.init_seed", help="LoRA init seed, shared by every concept (one aligned weight space)."),
+        lr: float = _zoo("train.lr", help="Adam learning rate of the LoRA."),
+        lr_d: float = _zoo("train.lr_d", help="Adam learning rate of the discriminator."),
+        batch_size: int = _zoo("train.batch_size", help="Pairs per step."),
+        eval_every: int = _zoo("train.eval_every", help="Evaluate on the concept's test pairs every N steps (and at each checkpoint)."),
+        seed: int = _zoo("train.seed", help="Seed of the batch order."),
+        threads: int = _zoo("threads", help="torch CPU threads per rank (0: torch's default); 1 is fastest when ranks share cores."),
+        cpu: bool = _zoo("train.cpu", help="Train on the CPU even when a GPU is present."),
         editor: EditorName = EDITOR_OPT,
         image_size: int = IMAGE_SIZE_OPT,
         n_pairs_train: int = N_PAIRS_TRAIN_OPT,
         n_pairs_test: int = N_PAIRS_TEST_OPT,
         pairs_seed: int = PAIRS_SEED_OPT,
-        no_build_pairs: bool = NO_BUILD_PAIRS_OPT,
+        build_pairs: bool = _zoo("build_pairs", "--build-pairs/--no-build-pairs", help=BUILD_PAIRS_HELP),
         progress: bool = typer.Option(True, help="Show a progress bar (main process)."),
-        overwrite: bool = typer.Option(False, help="Rebuild a zoo folder built with other settings (removes its concepts)."),
+        overwrite: bool = _zoo("overwrite", help="Rebuild a zoo folder built with other settings (removes its concepts)."),
     ) -> None:
         """Fine-tune a LoRA per concept on the base and keep K late checkpoints as peft adapters.
 
@@ -138,18 +224,15 @@ def register(app: typer.Typer) -> None:
 
         Sharded: `accelerate launch --multi_gpu --num_processes N -m weightgen zoo build ...` (or torchrun) splits the concepts over N processes (GPUs, or CPU processes with --cpu).
         """
-        from gan.config import GanTrainConfig, LoraSettings, default_rank_pattern
         from weightgen.zoo.build import build_zoo
-        from weightgen.zoo.config import ZooConfig
         from weightgen.zoo.plan import ZooConcept, plan_from_prompt_set
 
         splits = ("train", "heldout") if split == "all" else (split,)
         config = ZooConfig(
-            out=str(out), base=str(base), pairs=str(pairs),
-            lora=LoraSettings(rank=rank, alpha=float(rank), rank_pattern=default_rank_pattern(rank), init_seed=lora_seed),
-            train=GanTrainConfig(batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps, eval_every=eval_every, seed=seed,
-                              cpu=cpu),
-            k=k, checkpoint_window=checkpoint_window, splits=splits, build_pairs=not no_build_pairs,
+            out=str(out), base=str(base), pairs=str(pairs), lora=lora_settings(rank, lora_seed),
+            train=replace(default(ZooConfig, "train"), batch_size=batch_size, lr=lr, lr_d=lr_d, max_steps=steps,
+                          eval_every=eval_every, seed=seed, cpu=cpu),
+            k=k, checkpoint_window=checkpoint_window, splits=splits, build_pairs=build_pairs,
             pairs_settings=_pairs_settings(editor, image_size, n_pairs_train, n_pairs_test, pairs_seed),
             threads=threads or None, overwrite=overwrite)
 
@@ -157,8 +240,6 @@ def register(app: typer.Typer) -> None:
             if concept or heldout_concept:
                 return ([ZooConcept(t, "train") for t in concept or []]
                         + [ZooConcept(t, "heldout") for t in heldout_concept or []])
-            from prompts import load_prompt_set
-
             return plan_from_prompt_set(load_prompt_set(prompts), n_train or None, n_heldout or None, encoder,
                                         select_seed, splits)
 
@@ -175,9 +256,6 @@ def register(app: typer.Typer) -> None:
         verify: bool = typer.Option(True, help="Check every checkpoint's weights against the sha256 in its entry."),
     ) -> None:
         """Show what a zoo holds: complete / planned concepts per split, damaged entries, test L1 vs the base."""
-        from rich.console import Console
-        from rich.table import Table
-
         from weightgen.zoo.plan import ZooConcept
         from weightgen.zoo.store import check_entry, read_manifest, read_plan
 
