@@ -4,7 +4,8 @@ import pytest
 
 from weightgen.cli import main
 from weightgen.errors import USER_ERRORS
-from weightgen.zoo.demo import DemoConfig, run_demo
+from weightgen.zoo.config import DemoConfig
+from weightgen.zoo.demo import run_demo
 
 
 @pytest.mark.slow

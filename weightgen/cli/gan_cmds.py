@@ -19,7 +19,7 @@ from rich.table import Table
 from gan.config import MIXED_PRECISION, LoraSettings, default_rank_pattern
 from weightgen.cli.options import default, option
 from weightgen.errors import WeightgenError
-from weightgen.zoo.config import ZooConfig
+from weightgen.zoo.config import DemoConfig, ZooConfig
 
 Precision = Literal[MIXED_PRECISION]  # type: ignore[valid-type]  # CLI choices from the registry
 
@@ -45,15 +45,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo_cmd(
-        concept: str = typer.Option("van gogh style", "--concept", "-c", help="The new concept the LoRA learns."),
-        out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Working folder (resumable: reruns reuse it)."),
-        base_concepts: int = typer.Option(4, help="How many representative concepts the base GAN trains on."),
-        base_seconds: float = typer.Option(180.0, help="Wall-clock budget for the base GAN, seconds."),
-        lora_seconds: float = typer.Option(120.0, help="Wall-clock budget for the concept's LoRA, seconds."),
-        seed: int = typer.Option(0, help="Seed for the pairs, the base and the batch order."),
+        concept: str = option(DemoConfig, "concept", "--concept", "-c", help="The new concept the LoRA learns."),
+        out: Path = typer.Option(Path(default(DemoConfig, "out")), "--out", "-o",
+                                 help="Working folder (resumable: reruns reuse it)."),
+        base_concepts: int = option(DemoConfig, "n_base_concepts", "--base-concepts",
+                                    help="How many representative concepts the base GAN trains on."),
+        base_seconds: float = option(DemoConfig, "base_seconds", help="Wall-clock budget for the base GAN, seconds."),
+        lora_seconds: float = option(DemoConfig, "lora_seconds", help="Wall-clock budget for the concept's LoRA, seconds."),
+        seed: int = option(DemoConfig, "seed", help="Seed for the pairs, the base and the batch order."),
     ) -> None:
         """Build pairs, train a base GAN on representative concepts, then a LoRA for CONCEPT; report before/after."""
-        from weightgen.zoo.demo import DemoConfig, run_demo
+        from weightgen.zoo.demo import run_demo
 
         s = run_demo(DemoConfig(out=str(out), concept=concept, n_base_concepts=base_concepts,
                                 base_seconds=base_seconds, lora_seconds=lora_seconds, seed=seed))

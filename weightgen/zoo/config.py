@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gan.config import BaseTrainConfig, GanTrainConfig, GeneratorConfig, LoraSettings
+from weightgen.config import Config
 from weightgen.errors import WeightgenError
 
 SPLITS = ("train", "heldout")  # the zoo manifest's "split" values
@@ -125,3 +126,23 @@ class BaseConfig:
                f"`model` should be a BaseTrainConfig, got {type(self.model).__name__}")
         _check(isinstance(self.pairs_settings, dict), f"`pairs_settings` should be a dict, got {self.pairs_settings!r}")
         _check_threads(self.threads)
+
+
+# `weightgen demo`: the GAN half alone, with the base and zoo recipes above under wall-clock budgets.
+@dataclass
+class DemoConfig(Config):
+    out: str = "runs/demo"  # working folder: pairs/, base/, lora/, summary.json
+    concept: str = "van gogh style"  # the new concept the LoRA learns (held out of the prompt set's train split)
+    n_base_concepts: int = 4  # representative train concepts (k-means over text embeddings) for the base
+    base_seconds: float = 180.0  # wall-clock budget for the base GAN
+    lora_seconds: float = 120.0  # wall-clock budget for the LoRA
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.concept, str) or not self.concept.strip():
+            raise WeightgenError(f"concept must not be empty, got {self.concept!r}")
+        if self.n_base_concepts < 1:
+            raise WeightgenError(f"n_base_concepts must be >= 1, got {self.n_base_concepts}")
+        if self.base_seconds <= 0 or self.lora_seconds <= 0:
+            raise WeightgenError(
+                f"time budgets must be > 0 s, got base {self.base_seconds} and lora {self.lora_seconds}")

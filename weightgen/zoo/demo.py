@@ -7,14 +7,13 @@ minutes. Every stage is resumable: a rerun skips what is already on disk.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from gan.base import load_base, train_base
 from gan.config import (
     BaseTrainConfig,
     DiscriminatorConfig,
-    GanTrainConfig,
     GeneratorConfig,
     LoraSettings,
 )
@@ -25,30 +24,11 @@ from gan.lora_training import train_lora
 from gan.metrics import evaluate_pairs, generate
 from gan.viz import write_grid
 from prompts import load_prompt_set
-from weightgen.errors import WeightgenError
 from weightgen.pairs.build import build_pairs
 from weightgen.pairs.config import PairsConfig
 from weightgen.text_encoders import load_text_encoder
+from weightgen.zoo.config import DemoConfig, default_base_train, default_zoo_train
 from weightgen.zoo.plan import base_concepts as plan_base_concepts
-
-
-@dataclass
-class DemoConfig:
-    out: str = "runs/demo"  # working folder: pairs/, base/, lora/, summary.json
-    concept: str = "van gogh style"  # the new concept the LoRA learns (held out of the prompt set's train split)
-    n_base_concepts: int = 4  # representative train concepts (k-means over text embeddings) for the base
-    base_seconds: float = 180.0  # wall-clock budget for the base GAN
-    lora_seconds: float = 120.0  # wall-clock budget for the LoRA
-    seed: int = 0
-
-    def __post_init__(self):
-        if not self.concept.strip():
-            raise WeightgenError(f"concept must not be empty, got {self.concept!r}")
-        if self.n_base_concepts < 1:
-            raise WeightgenError(f"n_base_concepts must be >= 1, got {self.n_base_concepts}")
-        if self.base_seconds <= 0 or self.lora_seconds <= 0:
-            raise WeightgenError(
-                f"time budgets must be > 0 s, got base {self.base_seconds} and lora {self.lora_seconds}")
 
 
 def run_demo(config: DemoConfig) -> dict:
@@ -63,7 +43,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     base_dir = out / "base"
     if not (base_dir / "weightgen.json").is_file():
-        train = GanTrainConfig(max_steps=100_000, max_seconds=config.base_seconds, eval_every=100, seed=config.seed)
+        train = replace(default_base_train().train, max_steps=100_000, max_seconds=config.base_seconds, seed=config.seed)
         train_base(pairs_dir, base_texts, BaseTrainConfig(GeneratorConfig(), DiscriminatorConfig(), train),
                    base_dir, overwrite=True)
     generator, discriminator = load_base(base_dir)
@@ -72,7 +52,7 @@ def run_demo(config: DemoConfig) -> dict:
     pairs = data.concepts[0]
     base_metrics = evaluate_pairs(generator, pairs.test_source, pairs.test_target)
     base_images = generate(generator, pairs.test_source)
-    train = GanTrainConfig(lr=1e-3, max_steps=100_000, max_seconds=config.lora_seconds, eval_every=50, seed=config.seed)
+    train = replace(default_zoo_train(), max_steps=100_000, max_seconds=config.lora_seconds, seed=config.seed)
     model, history = train_lora(generator, discriminator, data, LoraSettings(), train)
     last = history[-1]
     lora_dir = out / "lora"
