@@ -20,6 +20,7 @@ from weightgen.cli.options import option
 from weightgen.errors import WeightgenError
 from weightgen.pairs.config import PairsConfig
 from weightgen.pairs.editors import REGISTRY
+from weightgen.pairs.editors.config import InstructPix2PixConfig
 
 EditorName = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]  # CLI choices from the registry
 PromptSplit = Literal["train", "heldout", "all"]
@@ -54,12 +55,12 @@ def register(app: typer.Typer) -> None:
         ),
         test_fraction: float = _opt("test_fraction", help="Share of source photos (not crops) held out for the test pairs."),
         model: Optional[str] = typer.Option(None, help="instruct-pix2pix: local pipeline folder or hub id (offline: from the local cache)."),
-        steps: int = typer.Option(20, help="instruct-pix2pix: denoising steps."),
-        guidance_scale: float = typer.Option(7.5, help="instruct-pix2pix: text guidance scale."),
-        image_guidance_scale: float = typer.Option(1.5, help="instruct-pix2pix: image guidance scale (higher keeps more of the photo)."),
-        work_size: int = typer.Option(256, help="instruct-pix2pix: resolution the pipeline runs at; outputs are resized to --image-size."),
-        batch_size: int = typer.Option(8, help="instruct-pix2pix: images per pipeline call."),
-        device: str = typer.Option("auto", help="instruct-pix2pix: cuda, cpu or auto."),
+        steps: int = option(InstructPix2PixConfig, "steps", help="instruct-pix2pix: denoising steps."),
+        guidance_scale: float = option(InstructPix2PixConfig, "guidance_scale", help="instruct-pix2pix: text guidance scale."),
+        image_guidance_scale: float = option(InstructPix2PixConfig, "image_guidance_scale", help="instruct-pix2pix: image guidance scale (higher keeps more of the photo)."),
+        work_size: int = option(InstructPix2PixConfig, "work_size", help="instruct-pix2pix: resolution the pipeline runs at; outputs are resized to --image-size."),
+        batch_size: int = option(InstructPix2PixConfig, "batch_size", help="instruct-pix2pix: images per pipeline call."),
+        device: str = option(InstructPix2PixConfig, "device", help="instruct-pix2pix: cuda, cpu or auto."),
         overwrite: bool = _opt("overwrite", help="Rebuild a folder that was built with other settings (editor, seed, sizes, sources)."),
     ) -> None:
         """Edit source photos into (source, target) pairs for each concept.
