@@ -39,7 +39,12 @@ from weightgen.text_encoders import (
 GENERATOR_FORMAT = "weightgen-generator"
 GENERATOR_VERSION = 1
 GENERATOR_FILE = "generator.json"
-# Where a released generator ships inside the package (the lead places it there).
+
+
+def _param_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's weights. Not ModelMixin.device / .to(): both import diffusers.hooks
+    (and with it peft), 0.11 s of a cold `weightgen init`, to look for group offloading we never use."""
+    return next(model.parameters()).device
 
 
 def resolve_generator_dir(path: str | Path | None) -> Path:
@@ -93,7 +98,7 @@ class WeightGenPipeline:
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        return _param_device(self.model)
 
     # ---- loading and saving ---------------------------------------------------------------
 
@@ -141,7 +146,9 @@ class WeightGenPipeline:
             model = WeightUNet1D.from_pretrained(str(path))
         except (OSError, ValueError, RuntimeError) as e:
             raise WeightgenError(f"cannot load the generator network from {path}: {str(e).splitlines()[0]}") from None
-        model = model.to(device).eval()
+        if _param_device(model) != torch.device(device):
+            model = model.to(device)
+        model = model.eval()
         diffusion = WeightDiffusion(DiffusionConfig.from_dict(info.get("diffusion", {})))
         return cls(model, text_encoder, layout, diffusion, info)
 
