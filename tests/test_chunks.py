@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from weightgen.chunks.adapters import read_adapter, write_adapter
+from weightgen.chunks.config import validate_block_size
 from weightgen.chunks.dataset import build_chunk_dataset, load_chunk_dataset
-from weightgen.chunks.layout import ChunkLayout, validate_block_size
+from weightgen.chunks.layout import ChunkLayout
 from weightgen.chunks.stats import chunk_stats
 from weightgen.errors import USER_ERRORS
 

@@ -24,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 
 from gan.io import atomic_dir, load_tensors, read_json, save_tensors
 from weightgen.chunks.adapters import SIDECAR_FILE, check_adapter_config, read_adapter
+from weightgen.chunks.config import DEFAULT_BLOCK_SIZE
 from weightgen.chunks.layout import ChunkLayout
 from weightgen.errors import WeightgenError
 
@@ -112,7 +113,7 @@ def _progress(enabled: bool):
     )
 
 
-def read_zoo_blocks(zoo_dir: str | Path, block_size: int = 256, split: str = "train",
+def read_zoo_blocks(zoo_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE, split: str = "train",
                     progress: bool = False) -> ZooBlocks:
     """Read every checkpoint of a split into raw blocks, refusing mixed architectures/ranks."""
     zoo_dir = Path(zoo_dir)
@@ -150,7 +151,7 @@ def read_zoo_blocks(zoo_dir: str | Path, block_size: int = 256, split: str = "tr
                      [texts[c] for c in concept_ids])
 
 
-def build_chunk_dataset(zoo_dir: str | Path, out_dir: str | Path, block_size: int = 256,
+def build_chunk_dataset(zoo_dir: str | Path, out_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
                         overwrite: bool = False, progress: bool = True) -> Path:
     """Write <out>/chunks.safetensors + layout.json from the zoo's train split (atomically)."""
     zoo = read_zoo_blocks(zoo_dir, block_size, "train", progress)

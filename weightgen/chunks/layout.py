@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from gan.io import read_json, write_json
+from weightgen.chunks.config import validate_block_size
 from weightgen.errors import WeightgenError
 
 LAYOUT_FORMAT = "weightgen-chunk-layout"
 LAYOUT_VERSION = 1
-MIN_BLOCK_SIZE = 8
 # A std below this is a constant tensor (e.g. an untouched norm bias): scale it by 1, not by ~0.
 STD_EPS = 1e-8
 # Blocks hold float32; these dtypes convert to float32 and back without losing a bit.
@@ -69,20 +69,6 @@ class GroupSpec:
     @property
     def numel(self) -> int:
         return sum(t.numel for t in self.tensors)
-
-
-def validate_block_size(block_size, largest_group: int | None = None) -> int:
-    """An int >= 8 and, given the largest group, not so large that blocks are mostly padding."""
-    if isinstance(block_size, bool) or not isinstance(block_size, int):
-        raise WeightgenError(f"block size must be an integer, got {block_size!r}")
-    if block_size < MIN_BLOCK_SIZE:
-        raise WeightgenError(f"block size must be at least {MIN_BLOCK_SIZE}, got {block_size}")
-    if largest_group is not None and block_size > 2 * largest_group:
-        raise WeightgenError(
-            f"block size {block_size} is over twice the largest group ({largest_group} values): "
-            f"every block would be mostly zero padding; use a block size <= {largest_group}"
-        )
-    return block_size
 
 
 def _natural_key(text: str) -> list:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from weightgen.chunks.config import DEFAULT_BLOCK_SIZE
 from weightgen.chunks.dataset import ZooBlocks, read_zoo_blocks
 
 
@@ -82,6 +83,6 @@ def stats_from_blocks(zoo: ZooBlocks) -> dict:
     }
 
 
-def chunk_stats(zoo_dir: str | Path, block_size: int = 256, split: str = "train", progress: bool = False) -> dict:
+def chunk_stats(zoo_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE, split: str = "train", progress: bool = False) -> dict:
     """Statistics of a zoo split; see the module docstring (distances over all checkpoint pairs)."""
     return stats_from_blocks(read_zoo_blocks(zoo_dir, block_size, split, progress))

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from weightgen.chunks.config import DEFAULT_BLOCK_SIZE
 from weightgen.errors import WeightgenError
 
 
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
             None, "--out", help="Where to write the chunk dataset (chunks.safetensors + layout.json)."
         ),
         block_size: int = typer.Option(
-            256, "--block-size", help="Values per block b (>= 8; the default is the paper's best)."
+            DEFAULT_BLOCK_SIZE, "--block-size", help="Values per block b (>= 8; the default is the paper's best)."
         ),
         stats: bool = typer.Option(
             False, "--stats", help="Print weight statistics: params, blocks, per-tensor scales, and "

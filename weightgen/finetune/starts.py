@@ -32,6 +32,7 @@ from gan.io import (
 )
 from gan.lora import check_adapter_dir, lora_config
 from prompts.identity import normalize_concept, stable_seed
+from weightgen.chunks.config import DEFAULT_BLOCK_SIZE
 from weightgen.chunks.dataset import ZooBlocks, read_zoo_blocks
 from weightgen.chunks.layout import ChunkLayout
 from weightgen.errors import USER_ERRORS, WeightgenError
@@ -62,7 +63,7 @@ class ZooReference:
     _embeddings: torch.Tensor | None = field(default=None, repr=False)
 
     @classmethod
-    def from_zoo(cls, zoo_dir: str | Path, block_size: int = 256, layout: ChunkLayout | None = None) -> ZooReference:
+    def from_zoo(cls, zoo_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE, layout: ChunkLayout | None = None) -> ZooReference:
         """From a zoo's train split; pass the generator's `layout` so the blocks line up with its chunks."""
         zoo = read_zoo_blocks(zoo_dir, layout.block_size if layout is not None else block_size, "train")
         return cls.from_blocks(zoo, layout, source=f"zoo {zoo_dir}")

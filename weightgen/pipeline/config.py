@@ -1,6 +1,6 @@
 """The pipeline's config: one dataclass per stage with that stage's own configs nested inside, read from TOML.
 
-No torch here (two checks that need a torch module import it when they run), so `--print-config`
+No torch here (the text-encoder name check imports the encoder registry when it runs), so `--print-config`
 and config errors cost no model import. A file is parsed by tomllib; every value is then checked
 against the kind of its field's default, so a wrong type names the key and the table it sits in
 instead of surfacing as a TypeError inside a stage hours later. `to_toml` writes the full config
@@ -26,6 +26,7 @@ from gan.config import (
 )
 from prompts.build import BuildConfig
 from prompts.llm import REGISTRY, LLMOptions
+from weightgen.chunks.config import DEFAULT_BLOCK_SIZE, validate_block_size
 from weightgen.config import Config
 from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.generator.config import GeneratorTrainConfig
@@ -151,12 +152,9 @@ class ZooStage(Config):
 class ChunksStage(Config):
     """The chunk dataset (weightgen.chunks.build_chunk_dataset)."""
 
-    block_size: int = 256  # values per block b (the paper found 256 best)
+    block_size: int = DEFAULT_BLOCK_SIZE  # values per block b
 
     def __post_init__(self) -> None:
-        # The block-size rule lives beside the chunk layout (torch); imported only when a config is built.
-        from weightgen.chunks.layout import validate_block_size
-
         validate_block_size(self.block_size)
 
 
