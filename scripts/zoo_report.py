@@ -1,14 +1,19 @@
 """Did the zoo's LoRAs learn their concepts? Per-concept test quality vs the base, and the weight statistics.
 
     python scripts/zoo_report.py ZOO [PAIRS] [BASE] [--plot docs/zoo_quality.png] [--out docs/zoo_report.md]
+                                 [--no-style]
 
 For every concept of the zoo manifest (both splits), the base generator and each of the K
 checkpoints are evaluated again on the concept's test pairs (L1 and PSNR in [0, 1] pixel range):
 re-loading the adapters from disk checks that what was saved reproduces what was measured. The
-markdown table goes to stdout (and --out); the plot shows LoRA vs base L1 per concept and the
-PSNR gain. Then weightgen.chunks.chunk_stats gives what the generator must learn: total LoRA
-params, N blocks, per-group scale, and how far apart checkpoints of one concept are compared with
-two different concepts. PAIRS and BASE default to the paths in the zoo manifest.
+base and the last checkpoint also get the style distance (gan.perceptual: L1 rewards blur, this
+does not), and per split one Fréchet style distance of base and of LoRA outputs against the
+targets over all its concepts' test pairs (~7 ms per output image on one thread; only the
+base and last checkpoint are scored, to keep it at that). The markdown table goes to stdout
+(and --out); the plot shows LoRA vs base L1 per concept and the PSNR gain. Then
+weightgen.chunks.chunk_stats gives what the generator must learn: total LoRA params, N blocks,
+per-group scale, and how far apart checkpoints of one concept are compared with two different
+concepts. PAIRS and BASE default to the paths in the zoo manifest.
 """
 
 from __future__ import annotations
@@ -32,50 +37,90 @@ import torch  # noqa: E402
 from gan.base import load_base  # noqa: E402
 from gan.data import PairedData  # noqa: E402
 from gan.lora import load_adapter  # noqa: E402
-from gan.metrics import evaluate_pairs  # noqa: E402
+from gan.metrics import evaluate_pairs, score_pairs  # noqa: E402
+from gan.perceptual import StyleEmbedder, frechet_distance  # noqa: E402
 from weightgen.chunks.stats import chunk_stats
 from weightgen.zoo.store import read_manifest
 
 
-def evaluate_zoo(zoo: Path, pairs: Path, base: Path) -> list[dict]:
-    """One row per concept: base metrics and the metrics of each checkpoint, re-measured from disk."""
+def evaluate_zoo(zoo: Path, pairs: Path, base: Path, embedder: StyleEmbedder | None = None) -> list[dict]:
+    """One row per concept: base metrics and the metrics of each checkpoint, re-measured from disk.
+
+    With an embedder, the base and the last checkpoint also get "style", and the row keeps their
+    outputs' and the targets' style embeddings ("_style_embeddings", dropped from the JSON) for
+    the per-split Fréchet distances.
+    """
     manifest = read_manifest(zoo)
     generator, _ = load_base(base)
     rows = []
     for i, (cid, info) in enumerate(manifest["concepts"].items()):
         data = PairedData.load(pairs, [cid]).concepts[0]
-        base_m = evaluate_pairs(generator, data.test_source, data.test_target)
-        ckpts = []
-        for ck in info["checkpoints"]:
+        scored = score_pairs(generator, data.test_source, data.test_target, embedder=embedder)
+        base_m = scored.compute()
+        ckpts, last_scored = [], None
+        for j, ck in enumerate(info["checkpoints"]):
             model = load_adapter(copy.deepcopy(generator), zoo / ck["path"])
-            ckpts.append({"step": ck["step"], **evaluate_pairs(model, data.test_source, data.test_target),
-                          "recorded_l1": ck["metrics"]["l1"]})
+            last = j == len(info["checkpoints"]) - 1
+            if last and embedder is not None:
+                last_scored = score_pairs(model, data.test_source, data.test_target, embedder=embedder)
+                metrics = last_scored.compute()
+            else:
+                metrics = evaluate_pairs(model, data.test_source, data.test_target)
+            ckpts.append({"step": ck["step"], **metrics, "recorded_l1": ck["metrics"]["l1"]})
         rows.append({"id": cid, "text": info["text"], "split": info["split"], "base": base_m, "checkpoints": ckpts})
+        if embedder is not None and last_scored is not None:
+            (base_out, targets), (lora_out, _) = scored.embeddings, last_scored.embeddings
+            rows[-1]["_style_embeddings"] = {"base": base_out, "lora": lora_out, "targets": targets}
         print(f"[{i + 1}/{len(manifest['concepts'])}] {info['text']}: L1 {base_m['l1']:.4f} -> "
               f"{ckpts[-1]['l1']:.4f}", file=sys.stderr, flush=True)
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| concept | split | base L1 | LoRA L1 (last) | LoRA L1 (mean of K) | base PSNR | LoRA PSNR | gain dB |",
-             "|---|---|---|---|---|---|---|---|"]
+def split_style(rows: list[dict]) -> dict[str, dict]:
+    """Per split: Fréchet style distance of base and of LoRA (last checkpoint) outputs against the targets."""
+    out = {}
+    for split in ("train", "heldout"):
+        sel = [r["_style_embeddings"] for r in rows if r["split"] == split and "_style_embeddings" in r]
+        if not sel:
+            continue
+        targets = torch.cat([e["targets"] for e in sel])  # (concepts x test pairs, 100)
+        out[split] = {"n": len(targets), **{f"{who}_style_fd": frechet_distance(torch.cat([e[who] for e in sel]),
+                                                                                targets) for who in ("base", "lora")}}
+    return out
+
+
+def markdown(rows: list[dict], fd: dict[str, dict]) -> str:
+    style = all("style" in r["base"] for r in rows)
+    lines = ["| concept | split | base L1 | LoRA L1 (last) | LoRA L1 (mean of K) | base PSNR | LoRA PSNR | gain dB |"
+             + (" base style | LoRA style |" if style else ""), "|---|---|---|---|---|---|---|---|"
+             + ("---|---|" if style else "")]
     for r in rows:
         last = r["checkpoints"][-1]
         mean_l1 = statistics.mean(c["l1"] for c in r["checkpoints"])
         lines.append(f"| {r['text']} | {r['split']} | {r['base']['l1']:.4f} | {last['l1']:.4f} | {mean_l1:.4f} | "
-                     f"{r['base']['psnr']:.2f} | {last['psnr']:.2f} | {last['psnr'] - r['base']['psnr']:+.2f} |")
+                     f"{r['base']['psnr']:.2f} | {last['psnr']:.2f} | {last['psnr'] - r['base']['psnr']:+.2f} |"
+                     + (f" {r['base']['style']:.3f} | {last['style']:.3f} |" if style else ""))
     lines += ["", "| split | concepts | mean base L1 | mean LoRA L1 | LoRA better than base | mean PSNR gain dB | "
-                  "max re-measure drift (L1) |", "|---|---|---|---|---|---|---|"]
+                  "max re-measure drift (L1) |" + (" mean base → LoRA style | LoRA style better | style FD base → "
+                                                    "LoRA (n) |" if style else ""),
+              "|---|---|---|---|---|---|---|" + ("---|---|---|" if style else "")]
     for split in ("train", "heldout"):
         sel = [r for r in rows if r["split"] == split]
         if not sel:
             continue
         better = sum(r["checkpoints"][-1]["l1"] < r["base"]["l1"] for r in sel)
         drift = max(abs(c["l1"] - c["recorded_l1"]) for r in sel for c in r["checkpoints"])
-        lines.append(f"| {split} | {len(sel)} | {statistics.mean(r['base']['l1'] for r in sel):.4f} | "
-                     f"{statistics.mean(r['checkpoints'][-1]['l1'] for r in sel):.4f} | {better}/{len(sel)} | "
-                     f"{statistics.mean(r['checkpoints'][-1]['psnr'] - r['base']['psnr'] for r in sel):+.2f} | "
-                     f"{drift:.1e} |")
+        line = (f"| {split} | {len(sel)} | {statistics.mean(r['base']['l1'] for r in sel):.4f} | "
+                f"{statistics.mean(r['checkpoints'][-1]['l1'] for r in sel):.4f} | {better}/{len(sel)} | "
+                f"{statistics.mean(r['checkpoints'][-1]['psnr'] - r['base']['psnr'] for r in sel):+.2f} | "
+                f"{drift:.1e} |")
+        if style:
+            style_better = sum(r["checkpoints"][-1]["style"] < r["base"]["style"] for r in sel)
+            f = fd.get(split)
+            line += (f" {statistics.mean(r['base']['style'] for r in sel):.3f} → "
+                     f"{statistics.mean(r['checkpoints'][-1]['style'] for r in sel):.3f} | {style_better}/{len(sel)} | "
+                     + (f"{f['base_style_fd']:.2f} → {f['lora_style_fd']:.2f} ({f['n']}) |" if f else "n/a |"))
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -128,20 +173,25 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the per-concept rows and the statistics as JSON here")
     parser.add_argument("--block-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-style", action="store_true", help="skip the style distance (gan.perceptual)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     manifest = read_manifest(args.zoo)
     pairs, base = args.pairs or Path(manifest["pairs"]), args.base or Path(manifest["base"])
     t0 = time.perf_counter()
-    rows = evaluate_zoo(args.zoo, pairs, base)
+    embedder = None if args.no_style else StyleEmbedder(threads=args.threads)
+    rows = evaluate_zoo(args.zoo, pairs, base, embedder)
+    fd = split_style(rows)
+    for r in rows:
+        r.pop("_style_embeddings", None)
     stats = chunk_stats(args.zoo, block_size=args.block_size)
     text = (f"## Zoo quality ({args.zoo}, {len(rows)} concepts, evaluated in {time.perf_counter() - t0:.0f} s)\n\n"
-            f"{markdown(rows)}\n\n## Zoo weight statistics (train split)\n\n{stats_markdown(stats)}\n")
+            f"{markdown(rows, fd)}\n\n## Zoo weight statistics (train split)\n\n{stats_markdown(stats)}\n")
     print(text)
     if args.out:
         args.out.write_text(text)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "stats": stats}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "style_fd": fd, "stats": stats}, indent=1))
     plot(rows, args.plot)
     print(f"plot: {args.plot}", file=sys.stderr)
 

@@ -119,6 +119,9 @@ def test_cli_train_lora_and_eval(base_dir, pairs, tmp_path, capsys):
     assert code == 0, out.err
     scores = json.loads(out.out.strip().splitlines()[-1])
     assert scores["l1"] == pytest.approx(meta["metrics"]["l1"], abs=1e-6)
+    assert scores["style"] > 0 and scores["style_fd"] >= 0  # the style distance beside L1, Fréchet over the test set
+    code, out = _cli(["eval", base_dir, pairs, "cold blue", "--no-style"], capsys)
+    assert code == 0 and "style" not in out.out and "L1" in out.out
 
 
 def test_cli_errors_exit_nonzero(base_dir, pairs, tmp_path, capsys):

@@ -8,6 +8,12 @@
 
 Medians over concepts of steps-to-target carry censoring (see weightgen.bench.stats): ">200"
 means more than half the concepts did not get there within 200 steps.
+
+Style columns (gan.perceptual; L1 rewards blur, the style distance does not): the median over
+concepts of each run's mean style distance to its targets, and one Fréchet style distance per
+method between all concepts' outputs and all concepts' targets (n = concepts x test pairs; only
+comparable at equal n, which every method of one bench has). Runs written before the style
+metric existed have none: their columns read "n/a".
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from matplotlib.figure import (
 )
 
 from gan.io import atomic_path, read_json, write_bytes, write_json
+from gan.perceptual import frechet_distance
 from weightgen.bench.config import (
     CONFIG_FILE,
     METHODS,
@@ -67,11 +74,49 @@ def _hit(result: dict) -> Hit:
     return Hit.from_dict(result["hit"])
 
 
+def _frechet(outputs: list[list], targets: list[list]) -> float | None:
+    """Fréchet style distance of the pooled output embeddings against the pooled targets' (None: too few)."""
+    outputs = [row for block in outputs for row in block]
+    targets = [row for block in targets for row in block]
+    return frechet_distance(np.array(outputs), np.array(targets)) if min(len(outputs), len(targets)) >= 2 else None
+
+
+def style_summary(rows: list[dict]) -> dict:
+    """Medians of the per-run style distance, and Fréchet style distances over every concept's outputs.
+
+    Empty when any run lacks the style metric (made before it existed): a median over a subset
+    of the concepts would not be comparable with the other methods'.
+    """
+    if not all("style" in r["step0"] and "style" in r["final"] and "style_embeddings" in r for r in rows):
+        return {}
+    emb = [r["style_embeddings"] for r in rows]
+    return {"step0_style": _median(r["step0"]["style"] for r in rows),
+            "final_style": _median(r["final"]["style"] for r in rows),
+            "step0_style_fd": _frechet([e["step0"] for e in emb], [e["targets"] for e in emb]),
+            "final_style_fd": _frechet([e["outputs"] for e in emb], [e["targets"] for e in emb]),
+            "style_fd_n": sum(len(e["outputs"]) for e in emb),
+            "style_seconds": _median(r.get("style_seconds", 0.0) for r in rows)}
+
+
+def oracle_summary(results: dict[str, dict[str, dict]]) -> dict:
+    """Medians of the oracles' quality over concepts, their Fréchet style distance when every run has it."""
+    oracles = {cid: next(iter(by.values()))["oracle"] for cid, by in results.items()}
+    out = {"l1": _median(o["metrics"]["l1"] for o in oracles.values()),
+           "psnr": _median(o["metrics"]["psnr"] for o in oracles.values())}
+    runs = [next(iter(by.values())) for by in results.values()]
+    if all("style" in o["metrics"] and "style_embeddings" in o for o in oracles.values()) and \
+            all("style_embeddings" in r for r in runs):
+        out["style"] = _median(o["metrics"]["style"] for o in oracles.values())
+        out["style_fd"] = _frechet([o["style_embeddings"] for o in oracles.values()],
+                                   [r["style_embeddings"]["targets"] for r in runs])
+    return out
+
+
 def method_summary(rows: list[dict]) -> dict:
     """One method over the concepts it ran on: medians of quality at step 0 and at the end, and of the hit."""
     steps = median_interval([_hit(r).steps_interval() for r in rows])
     seconds = median_interval([_hit(r).seconds_interval() for r in rows])
-    return {"n": len(rows), "reached": sum(_hit(r).reached for r in rows),
+    return {"n": len(rows), "reached": sum(_hit(r).reached for r in rows), **style_summary(rows),
             "step0_l1": _median(r["step0"]["l1"] for r in rows), "step0_psnr": _median(r["step0"]["psnr"] for r in rows),
             "final_l1": _median(r["final"]["l1"] for r in rows), "final_psnr": _median(r["final"]["psnr"] for r in rows),
             "step0_l1_over_oracle": _median(r["step0"]["l1"] / r["oracle"]["metrics"]["l1"] for r in rows),
@@ -120,10 +165,11 @@ def summarize(out: str | Path) -> dict:
     if not results:
         raise WeightgenError(f"no finished bench runs in {out / RUNS_DIR}")
     methods = [m for m in METHODS if any(m in by for by in results.values())]
-    oracles = {cid: next(iter(by.values()))["oracle"] for cid, by in results.items()}
+    # The oracle without its style embeddings: the per-concept table has no use for 16 x 100 numbers.
+    oracles = {cid: {k: v for k, v in next(iter(by.values()))["oracle"].items() if k != "style_embeddings"}
+               for cid, by in results.items()}
     summary = {"format": REPORT_FORMAT, "version": 1, "config": config, "n_concepts": len(results),
-               "oracle": {"l1": _median(o["metrics"]["l1"] for o in oracles.values()),
-                          "psnr": _median(o["metrics"]["psnr"] for o in oracles.values())},
+               "oracle": oracle_summary(results),
                "methods": {m: {"description": METHODS[m].description,
                                **method_summary([by[m] for by in results.values() if m in by])} for m in methods},
                "versus_generated": {}, "claims": [], "concepts": {}}
@@ -142,6 +188,7 @@ def summarize(out: str | Path) -> dict:
         summary["concepts"][cid] = {
             "text": next(iter(by.values()))["concept"], "oracle": oracles[cid],
             "methods": {m: {"step0_l1": r["step0"]["l1"], "final_l1": r["final"]["l1"], "hit": r["hit"],
+                            **({"final_style": r["final"]["style"]} if "style" in r["final"] else {}),
                             **({"init_info": r["init_info"]} if r.get("init_info") else {})} for m, r in by.items()}}
     return summary
 
@@ -158,6 +205,10 @@ NOTES = (
 )
 
 
+def _num(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -171,12 +222,23 @@ def render_markdown(summary: dict) -> str:
              "thread(s). Target: each concept's own zoo LoRA (the oracle), re-measured on its test pairs. "
              "Medians over concepts.")
     lines = [f"## Fine-tune benchmark on {summary['n_concepts']} held-out concepts", "", intro, ""]
+    style = any("final_style" in s for s in methods.values())  # a bench from before the style metric: no columns
     rows = [[m, f"{s['step0_l1']:.4f}", f"{s['step0_psnr']:.2f}", f"{s['final_l1']:.4f}", f"{s['final_psnr']:.2f}",
+             *([_num(s.get("step0_style"), ".3f"), _num(s.get("final_style"), ".3f"),
+                _num(s.get("final_style_fd"), ".2f")] if style else []),
              s["steps_to_target_text"], s["seconds_to_target_text"], f"{s['reached']}/{s['n']}"]
             for m, s in methods.items()]
-    rows.append(["oracle (target)", f"{oracle['l1']:.4f}", f"{oracle['psnr']:.2f}", "", "", "", "", ""])
-    lines += _table(["method", "L1 @ step 0", "PSNR @ step 0", "final L1", "final PSNR", "steps to target",
+    rows.append(["oracle (target)", f"{oracle['l1']:.4f}", f"{oracle['psnr']:.2f}", "", "",
+                 *(["", _num(oracle.get("style"), ".3f"), _num(oracle.get("style_fd"), ".2f")] if style else []),
+                 "", "", ""])
+    lines += _table(["method", "L1 @ step 0", "PSNR @ step 0", "final L1", "final PSNR",
+                     *(["style @ step 0", "final style", "final style FD"] if style else []), "steps to target",
                      "seconds to target", "reached"], rows)
+    if style:
+        n = next((s["style_fd_n"] for s in methods.values() if "style_fd_n" in s), 0)
+        lines += ["", f"Style: median over concepts of the mean style distance to the targets (lower is better; "
+                      f"L1 rewards blur, this does not); style FD: Fréchet distance between the style embeddings of "
+                      f"all concepts' final outputs and their targets, n = {n} images per set."]
     lines += ["", "### The claims (issue 6 goals)", ""]
     lines += _table(["claim", "measured", "status"], [[c["claim"], c["measured"], c["status"]]
                                                       for c in summary["claims"]])

@@ -1,8 +1,13 @@
 """Running the bench: every (held-out concept, method) fine-tuned with one recipe, each result kept on disk.
 
     <out>/bench_config.json              the recipe and the zoo / generator identity the results belong to
-    <out>/runs/<concept_id>/<method>.json one finished run: history, step-0 and final quality, hit
+    <out>/runs/<concept_id>/<method>.json one finished run: history, step-0 and final quality, hit, the style
+                                          embeddings of its step-0 / final outputs and of the targets
                                           (written atomically, so a killed bench leaves finished runs or none)
+
+A run's step-0 and final records also hold "style" (gan.metrics: the mean style distance to the
+targets), scored here after the trainer's own evaluation and outside the training clock; their
+embeddings let the report compute one Fréchet style distance per method over all concepts' outputs.
 
 A rerun skips the runs already on disk, so an interrupted bench resumes where it stopped, and n
 processes with `shard="i/n"` split the concepts between them. A rerun under another recipe would
@@ -39,6 +44,8 @@ from gan.data import PairedData
 from gan.io import read_json, write_json
 from gan.lora import count_lora_params
 from gan.lora_training import train_lora
+from gan.metrics import StyleMetrics, score_style
+from gan.perceptual import StyleEmbedder
 from gan.trainer import Pix2PixTrainer
 from weightgen import __version__
 from weightgen.bench.config import (
@@ -157,6 +164,52 @@ def prepare_out(config: BenchConfig, zoo_id: dict, gen_id: dict | None) -> dict:
     return old
 
 
+# -- style scores ---------------------------------------------------------------------------------------------------
+
+def rounded_embeddings(embeddings) -> list[list[float]]:
+    """(N, 100) embeddings as JSON lists, 4 decimals: ~1e-4 of values near 1, far below what a distance resolves."""
+    return [[round(float(v), 4) for v in row] for row in embeddings]
+
+
+def style_record(metrics: StyleMetrics) -> dict:
+    fake, real = metrics.embeddings
+    return {"outputs": rounded_embeddings(fake), "targets": rounded_embeddings(real)}
+
+
+class _StyleScores:
+    """Evaluation callback: adds "style" to the step-0 record, then `finish` to the final one, keeping both embeddings.
+
+    Only those two: the report's style columns are step 0 and final, its curves are L1, and
+    scoring all 21 evaluations of a default run would cost ~2 s of it (16 images x ~7 ms each).
+    The trainer's evaluation stays L1 / PSNR / SSIM (the zoo runs it thousands of times), so the
+    bench scores the same test pairs again with the shared embedder, outside the training clock;
+    `seconds` is the time this added.
+    """
+
+    def __init__(self, generator, pairs, embedder: StyleEmbedder, then):
+        self.generator, self.pairs, self.embedder, self.then = generator, pairs, embedder, then
+        self.first: StyleMetrics | None = None
+        self.last: StyleMetrics | None = None
+        self.seconds = 0.0
+
+    def _score(self, record: dict) -> StyleMetrics:
+        t0 = time.perf_counter()
+        scored = score_style(self.generator, self.pairs.test_source, self.pairs.test_target, self.embedder)
+        record["metrics"]["style"] = scored.compute()["style"]
+        self.seconds += time.perf_counter() - t0
+        return scored
+
+    def __call__(self, step: int, record: dict) -> None:
+        if step == 0 and self.first is None:
+            self.first = self._score(record)
+        if self.then is not None:
+            self.then(step, record)
+
+    def finish(self, history: list[dict]) -> None:
+        """Score the trained model: the trainer's last record is its evaluation at the end of the run."""
+        self.last = self._score(history[-1]) if len(history) > 1 else self.first
+
+
 # -- the runs ------------------------------------------------------------------------------------------------------
 
 class _Bench:
@@ -170,6 +223,8 @@ class _Bench:
         first = next(c for c in manifest["concepts"].values() if c.get("checkpoints"))
         _, self.adapter_config = read_adapter(self.zoo / first["checkpoints"][-1]["path"])
         self.evaluator = AdapterEvaluator(self.base_dir, self.pairs_dir, self.adapter_config)
+        # One thread: the style network runs one 256x256 image per call; a second thread made it no faster.
+        self.embedder = StyleEmbedder(threads=1)
         self.sources = None
         if generator_dir is not None:
             pipe = WeightGenPipeline.from_pretrained(generator_dir)
@@ -187,8 +242,13 @@ class _Bench:
         if concept.id not in self._oracles:
             sd, _ = read_adapter(self.zoo / concept.oracle_path)
             metrics = self.evaluator.evaluate(concept.id, sd)
+            # evaluate() leaves these LoRA weights in the evaluator's model: score their style on the same pairs.
+            pairs = self.evaluator.pairs(concept.id)
+            scored = score_style(self.evaluator.model, pairs.test_source, pairs.test_target, self.embedder,
+                                 device=self.evaluator.device)
+            metrics["style"] = scored.compute()["style"]
             self._oracles[concept.id] = {"path": concept.oracle_path, "zoo_step": concept.oracle_step,
-                                         "metrics": metrics}
+                                         "metrics": metrics, "style_embeddings": style_record(scored)["outputs"]}
         return self._oracles[concept.id]
 
     def train_config(self, method: str):
@@ -208,25 +268,30 @@ class _Bench:
                 GeneratorConfig.from_dict(model_cfg["generator"]),
                 DiscriminatorConfig.from_dict(model_cfg["discriminator"]), train))
             init_seconds = 0.0
-            trainer = Pix2PixTrainer(generator, discriminator, data, train, callback=callback, progress=False)
+            style = _StyleScores(generator, data.concepts[0], self.embedder, then=callback)
+            trainer = Pix2PixTrainer(generator, discriminator, data, train, callback=style, progress=False)
             history = trainer.run_loop()
             trained = sum(p.numel() for p in generator.parameters() if p.requires_grad)
         else:  # a LoRA on the frozen base, the base's discriminator reloaded fresh for every run
             generator, discriminator = load_base(self.base_dir)
+            # peft injects the LoRA into `generator` in place, so scoring it scores the model being trained.
+            style = _StyleScores(generator, data.concepts[0], self.embedder, then=callback)
             t0 = time.perf_counter()
             state_dict = init_weights(init, concept.text, self.sources) if init != "zero" else None
             init_seconds = time.perf_counter() - t0
             if init in ("nearest", "nearest-noise"):
                 info = describe_nearest(concept.text, self.sources)
-            model, history = train_lora(generator, discriminator, data, self.lora_settings, train, callback=callback,
+            model, history = train_lora(generator, discriminator, data, self.lora_settings, train, callback=style,
                                         progress=False, init_weights=(self.adapter_config, state_dict))
             trained = count_lora_params(model)
+        style.finish(history)
         oracle = self.oracle(concept)
         hit = first_hit(history, oracle["metrics"]["l1"], init_seconds)
         return {"format": RUN_FORMAT, "version": 1, "weightgen_version": __version__, "concept_id": concept.id,
                 "concept": concept.text, "method": method, "init_info": info, "trained_params": trained,
                 "init_seconds": round(init_seconds, 3), "oracle": oracle, "step0": history[0]["metrics"],
-                "final": history[-1]["metrics"], "hit": hit.to_dict(),
+                "final": history[-1]["metrics"], "hit": hit.to_dict(), "style_seconds": round(style.seconds, 3),
+                "style_embeddings": {"step0": style_record(style.first)["outputs"], **style_record(style.last)},
                 "history": [{"step": r["step"], "seconds": r["seconds"], "metrics": r["metrics"],
                              "losses": r["losses"]} for r in history]}
 

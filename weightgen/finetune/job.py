@@ -8,9 +8,9 @@ leaves something usable.
 
     <out>/pairs/         the concept's pair dataset (reused by a rerun)
     <out>/adapter/       the best adapter: peft folder + weightgen.json (concept, init, step, seconds, metrics)
-    <out>/history.json   every evaluation: step, training seconds, losses, test L1 / PSNR / SSIM
-    <out>/summary.json   init, step-0 and best quality, steps, seconds, init and load time
-    <out>/curve.png      test L1 and PSNR against training seconds (steps on the top axis)
+    <out>/history.json   every evaluation: step, training seconds, losses, test L1 / PSNR / SSIM / style distance
+    <out>/summary.json   init, step-0 and best quality, steps, seconds, init, load and style-scoring time
+    <out>/curve.png      test L1, PSNR and style distance against training seconds (steps on the top axis)
     <out>/grid.png       source | target | base | init | fine-tuned on the test pairs
 
     summary = finetune(FinetuneConfig(concept="van gogh style", seconds=60))
@@ -35,6 +35,8 @@ from gan.data import PairedData, load_concept
 from gan.io import write_json
 from gan.lora import adapter_sidecar, count_lora_params
 from gan.lora_training import train_lora
+from gan.metrics import score_style
+from gan.perceptual import StyleEmbedder
 from weightgen import __version__
 from weightgen.chunks.adapters import write_adapter
 from weightgen.errors import USER_ERRORS, WeightgenError
@@ -96,6 +98,27 @@ class BestAdapter:
             os.replace(self.path, prev)
         os.replace(nxt, self.path)
         shutil.rmtree(prev, ignore_errors=True)
+
+
+class StyleScore:
+    """Evaluation callback: adds "style" (gan.metrics) to each record, then hands it on.
+
+    The trainer's evaluation knows only L1 / PSNR / SSIM (it must stay cheap for the zoo's
+    thousands of runs), so the fine-tune scores the same test pairs again with its own embedder,
+    before the best adapter's sidecar is written. It runs outside the training clock, like the
+    trainer's own evaluation; `seconds` is what it added.
+    """
+
+    def __init__(self, generator, pairs, embedder: StyleEmbedder, then: EvalCallback):
+        self.generator, self.pairs, self.embedder, self.then = generator, pairs, embedder, then
+        self.seconds = 0.0
+
+    def __call__(self, step: int, record: dict) -> None:
+        t0 = time.perf_counter()
+        scored = score_style(self.generator, self.pairs.test_source, self.pairs.test_target, self.embedder)
+        record["metrics"]["style"] = scored.compute()["style"]
+        self.seconds += time.perf_counter() - t0
+        self.then(step, record)
 
 
 # -- the job -------------------------------------------------------------------------------------------------------
@@ -168,6 +191,9 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
         # What adapters compare against when loaded (gan.lora.check_adapter_dir), computed, not trusted.
         sidecar = adapter_sidecar(generator)
         base_meta = {"fingerprint": sidecar["base_fingerprint"], "weights_hash": sidecar["base_weights_hash"]}
+        # The test-pair style metric, counted in load_seconds. One thread: the network runs one 256x256 image
+        # per call, and a second thread made it no faster (docs/benchmarks.md, "Perceptual distance").
+        embedder = StyleEmbedder(threads=1)
         plan = resolve_init(config, generator, base_meta)
         load_seconds = time.perf_counter() - t_start - plan.init_seconds
         console.print(f"init {config.init}: {plan.init_seconds:.2f} s (loading {plan.load_seconds:.1f} s)"
@@ -183,10 +209,11 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
         # 3. the fine-tune, the best adapter kept on disk at every evaluation.
         meta = {**sidecar, "concept": pairs.text, "concept_id": pairs.id, "init": config.init}
         best = BestAdapter(generator, out, plan.adapter_config, meta, then=callback)
+        style = StyleScore(generator, pairs, embedder, then=best)
         train = GanTrainConfig(batch_size=config.batch_size, lr=config.lr, lr_d=config.lr_d, max_steps=config.max_steps,
                             max_seconds=float(config.seconds), eval_every=config.eval_every, seed=config.seed)
         try:
-            model, history = train_lora(generator, discriminator, data, LoraSettings(), train, callback=best,
+            model, history = train_lora(generator, discriminator, data, LoraSettings(), train, callback=style,
                                         progress=progress, **plan.train_kwargs())
         except KeyboardInterrupt:
             _interrupted(config, out, best)
@@ -211,7 +238,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
         "final": {"step": last["step"], "seconds": last["seconds"], "metrics": last["metrics"]},
         "steps": last["step"], "train_seconds": last["seconds"], "budget_seconds": config.seconds,
         "init_seconds": round(plan.init_seconds, 3), "load_seconds": round(load_seconds, 3),
-        "pairs_seconds": round(pairs_seconds, 3),
+        "pairs_seconds": round(pairs_seconds, 3), "style_seconds": round(style.seconds, 3),
         "wall_seconds": round(time.perf_counter() - t_start, 3), "interrupted": False,
         "files": files, "config": asdict(config),
     }

@@ -17,16 +17,26 @@ from gan.io import atomic_path
 from gan.metrics import generate
 from gan.viz import write_grid
 
+CURVE_PANELS = (("l1", "test L1 (lower is better)"), ("psnr", "test PSNR, dB"),
+                ("style", "test style distance (lower is better)"))
+SUMMARY_ROWS = (("l1", "test L1", ".4f"), ("psnr", "PSNR dB", ".2f"), ("ssim", "SSIM", ".3f"),
+                ("style", "style distance", ".3f"))
+
 
 def write_curve(path: Path, history: list[dict], concept: str, init: str) -> Path:
-    """Test L1 and PSNR against training seconds, training steps on each panel's top axis."""
+    """Test L1, PSNR and (when every record has it) style distance against training seconds, steps on top.
+
+    The style panel is there because L1 and PSNR reward blur: a run whose L1 falls while its
+    style distance rises is learning to hedge, not to edit.
+    """
 
     seconds = np.array([r["seconds"] for r in history], dtype=float)
     steps = np.array([r["step"] for r in history], dtype=float)
     best = min(range(len(history)), key=lambda i: history[i]["metrics"]["l1"])
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    for i, (key, label) in enumerate((("l1", "test L1 (lower is better)"), ("psnr", "test PSNR, dB"))):
-        ax = fig.add_subplot(1, 2, i + 1)
+    panels = [(k, label) for k, label in CURVE_PANELS if all(k in r["metrics"] for r in history)]
+    fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
+    for i, (key, label) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
         values = [r["metrics"][key] for r in history]
         ax.plot(seconds, values, marker="o", markersize=3, color=f"C{i}")
         ax.plot(seconds[best], values[best], marker="*", markersize=12, color="black", linestyle="none",
@@ -67,11 +77,14 @@ def print_summary(summary: dict, console=None) -> None:
     table.add_column("")
     table.add_column("step 0 (init)", justify="right")
     table.add_column(f"best (step {best['step']}, {best['seconds']:.1f} s)", justify="right")
-    for key, label, fmt in (("l1", "test L1", ".4f"), ("psnr", "PSNR dB", ".2f"), ("ssim", "SSIM", ".3f")):
-        table.add_row(label, format(s0[key], fmt), format(best["metrics"][key], fmt))
+    for key, label, fmt in SUMMARY_ROWS:
+        if key in s0 and key in best["metrics"]:  # style: absent from summaries written before it existed
+            table.add_row(label, format(s0[key], fmt), format(best["metrics"][key], fmt))
     console.print(table)
+    style = f", style scoring {summary['style_seconds']:.1f} s" if "style_seconds" in summary else ""
     console.print(f"{summary['steps']} steps in {summary['train_seconds']:.1f} s of training "
                   f"(budget {summary['budget_seconds']:g} s); init {summary['init_seconds']:.2f} s, "
-                  f"loading {summary['load_seconds']:.1f} s, total {summary['wall_seconds']:.1f} s", markup=False)
+                  f"loading {summary['load_seconds']:.1f} s{style}, total {summary['wall_seconds']:.1f} s",
+                  markup=False)
     for name in ("adapter", "curve", "grid", "summary"):
         console.print(f"{name:>8}: {summary['files'][name]}", markup=False)
