@@ -34,8 +34,8 @@ def photos():
     return torch.cat([s.train, s.test])
 
 
-def test_registry_lists_both_editors():
-    assert set(REGISTRY) == {"procedural", "instruct-pix2pix"}
+def test_registry_lists_the_editors():
+    assert set(REGISTRY) == {"bank", "procedural", "instruct-pix2pix"}
     with pytest.raises(USER_ERRORS, match="unknown editor 'nope'"):
         load_editor("nope")
 

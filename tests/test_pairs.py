@@ -96,7 +96,8 @@ def test_user_folder_converts_and_skips_bad_images(tmp_path, photo_dir):
 
 def test_build_writes_the_agreed_format(tmp_path, photo_dir, editor):
     out = tmp_path / "ds"
-    cfg = PairsConfig(out=str(out), image_size=32, n_train=6, n_test=3, seed=0, sources=str(photo_dir))
+    cfg = PairsConfig(out=str(out), editor="procedural", image_size=32, n_train=6, n_test=3, seed=0,
+                      sources=str(photo_dir))
     with pytest.warns(UserWarning, match="duplicate concept 'Van Gogh style'"):
         report = build_pairs(["van gogh style", "at night", "Van Gogh  style"], cfg, editor=editor)
     m = read_json(out / "manifest.json")
@@ -104,6 +105,7 @@ def test_build_writes_the_agreed_format(tmp_path, photo_dir, editor):
     assert list(m["concepts"]) == [concept_id("van gogh style"), concept_id("at night")] == report.built
     entry = m["concepts"][concept_id("at night")]
     assert entry["text"] == "at night" and (entry["n_train"], entry["n_test"]) == (6, 3)
+    assert entry["ops"] == editor.explain("at night") and next(iter(entry["ops"])) == "night"
     assert not set(entry["sources_train"]) & set(entry["sources_test"])
     assert m["sources"]["origin"] == str(photo_dir) and sorted(m["sources"]["train"]) == sorted(entry["sources_train"])
     t = load_tensors(out / concept_id("at night") / "pairs.safetensors")
@@ -137,7 +139,8 @@ class _Interrupting:
 
 def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path, photo_dir, editor):
     out = tmp_path / "ds"
-    cfg = PairsConfig(out=str(out), image_size=32, n_train=4, n_test=2, seed=0, sources=str(photo_dir))
+    cfg = PairsConfig(out=str(out), editor="procedural", image_size=32, n_train=4, n_test=2, seed=0,
+                      sources=str(photo_dir))
     concepts = ["pencil sketch", "made of gold", "in the rain"]
     with pytest.raises(KeyboardInterrupt):
         build_pairs(concepts, cfg, editor=_Interrupting(editor, fail_on=2))
@@ -161,7 +164,7 @@ def test_interrupted_run_resumes_and_leaves_nothing_half_written(tmp_path, photo
 
 
 def test_bad_concept_lists(tmp_path, editor):
-    cfg = PairsConfig(out=str(tmp_path / "ds"), image_size=32, n_train=2, n_test=1)
+    cfg = PairsConfig(out=str(tmp_path / "ds"), editor="procedural", image_size=32, n_train=2, n_test=1)
     with pytest.raises(USER_ERRORS, match="concept #2 is empty"):
         build_pairs(["at night", "   "], cfg, editor=editor)
     assert not (tmp_path / "ds").exists()
@@ -192,6 +195,10 @@ def test_cli_builds_resumes_and_reports_errors(tmp_path, photo_dir, capsys):
     code, io = _cli(args + ["-c", "film noir", "-c", "東京の夜"], capsys)
     assert code in (0, None), io.err
     assert "2 concept(s) built" in io.err
+    m = read_json(out / "manifest.json")
+    assert m["editor"] == "bank" and m["editor_config"]["name"] == "bank"  # the default editor
+    assert m["editor_options"]["style_image_sha256"] is None and m["editor_options"]["top_k"] == 3
+    assert "film noir: noir 1.00" in io.err  # each concept's ops and weights, printed while building
     code, io = _cli(args + ["-c", "film noir", "-c", "golden hour"], capsys)
     assert code in (0, None) and "1 concept(s) built, 1 already present" in io.err
     assert len(read_json(out / "manifest.json")["concepts"]) == 3

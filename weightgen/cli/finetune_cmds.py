@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -45,6 +47,9 @@ def register(app: typer.Typer) -> None:
             help="An existing pairs folder (from `weightgen pairs`) holding the concept; default: build "
                  "OUT/pairs with --editor (resumable)."),
         editor: str = _opt("editor", "--editor", help=f"Editor that makes the target images: {', '.join(EDITORS)}."),
+        style_image: Optional[Path] = _opt(
+            "style_image", "--style-image",
+            help="A painting whose style is the concept (bank editor; the concept text only names it)."),
         n_train: int = _opt("n_train", "--n-train", help="Train pairs to build."),
         n_test: int = _opt("n_test", "--n-test", help="Test pairs to build (they pick the best adapter)."),
         photos: Optional[Path] = _opt(
@@ -70,12 +75,22 @@ def register(app: typer.Typer) -> None:
         """
         from weightgen.finetune.job import finetune
 
+        if style_image is not None:  # PIL only: a bad painting fails now, not after the base and init load
+            from weightgen.pairs.editors.style_image import load_style_image
+
+            load_style_image(style_image)
         config = FinetuneConfig(
             concept=concept, seconds=seconds, init=init, out=_str(out), base=str(base),
             generator=_str(generator), reference=_str(reference), zoo=_str(zoo), pairs=_str(pairs), editor=editor,
             n_train=n_train, n_test=n_test, photos=_str(photos), max_steps=max_steps, eval_every=eval_every, lr=lr,
-            batch_size=batch_size, seed=seed, threads=threads, ddim_steps=ddim_steps, overwrite=overwrite)
-        finetune(config, progress=True)
+            batch_size=batch_size, seed=seed, threads=threads, ddim_steps=ddim_steps, overwrite=overwrite,
+            style_image=_str(style_image))
+        shown = warnings.showwarning  # one "warning: ..." line each (a converted style image, skipped photos)
+        warnings.showwarning = lambda message, category, *a, **k: print(f"warning: {message}", file=sys.stderr)
+        try:
+            finetune(config, progress=True)
+        finally:
+            warnings.showwarning = shown
 
 
 def _str(path: Path | None) -> str | None:

@@ -44,7 +44,12 @@ def register(app: typer.Typer) -> None:
         prompt_file: Optional[Path] = typer.Option(None, help="Prompt set file for --prompt-set (default: the shipped one)."),
         limit: int = typer.Option(0, help="Build only the first N concepts (0 = all); handy for smoke runs."),
         editor: EditorName = _opt(
-            "editor", help="procedural: offline image-operation bank driven by the text embedding; instruct-pix2pix: diffusion editor."
+            "editor", help="bank: neural painting styles + image operations, chosen by the text embedding (offline); "
+            "procedural: the image operations alone; instruct-pix2pix: diffusion editor."
+        ),
+        style_image: Optional[Path] = typer.Option(
+            None, "--style-image", help="bank: a painting whose style is the concept (the concept text only names it); "
+            "its sha256 is recorded, so the folder resumes only with the same image."
         ),
         image_size: int = _opt("image_size", help="Side of every pair image in pixels."),
         n_train: int = _opt("n_train", help="Train pairs per concept (crops of the train photos)."),
@@ -90,6 +95,14 @@ def register(app: typer.Typer) -> None:
             raise WeightgenError(f"sources folder not found: {sources}")
 
         options: dict = {}
+        if style_image is not None:
+            if editor != "bank":
+                raise WeightgenError(f"--style-image needs --editor bank, not {editor!r}")
+            # PIL only (no torch): a bad file fails now, in a second, before any photo or model loads
+            from weightgen.pairs.editors.style_image import load_style_image
+
+            load_style_image(style_image)
+            options["style_image"] = str(style_image)
         if editor == "instruct-pix2pix":
             options = {
                 "steps": steps,
@@ -130,7 +143,8 @@ def register(app: typer.Typer) -> None:
                 def progress(done: int, total: int, text: str) -> None:
                     bar.update(task, completed=done, total=total, description=text[:40])
 
-                report = build_pairs(texts, config, progress=progress)
+                # each concept's ops and weights, above the bar: a text no op explains shows what it got
+                report = build_pairs(texts, config, progress=progress, log=lambda line: console.print(line, markup=False))
         finally:
             warnings.showwarning = shown
         console.print(

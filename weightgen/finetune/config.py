@@ -44,7 +44,8 @@ class FinetuneConfig:
     reference: str | None = None  # zoo reference folder for mean / nearest*; None = the shipped one
     zoo: str | None = None  # or a zoo folder, reduced to a reference on the fly (instead of `reference`)
     pairs: str | None = None  # an existing pairs folder holding the concept; None = build <out>/pairs
-    editor: str = "procedural"  # weightgen.pairs.editors.REGISTRY key that turns photos into targets
+    editor: str = "bank"  # weightgen.pairs.editors.REGISTRY key that turns photos into targets
+    style_image: str | None = None  # bank: a painting whose style is the concept (joins editor_options)
     n_train: int = 64  # train pairs to build (the LoRA's whole training set)
     n_test: int = 16  # test pairs to build (the metric the best adapter is chosen by)
     photos: str | None = None  # folder of source photos for the pairs; None = the bundled photos
@@ -76,6 +77,8 @@ class FinetuneConfig:
             raise WeightgenError(f"give a zoo reference or a zoo, not both: {self.reference!r} and {self.zoo!r}")
         if self.editor not in REGISTRY:
             raise WeightgenError(f"unknown editor {self.editor!r}; choose one of {', '.join(REGISTRY)}")
+        if self.style_image is not None:
+            self._add_style_image()
         for name in ("n_train", "n_test", "max_steps", "batch_size", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -92,6 +95,17 @@ class FinetuneConfig:
                 raise WeightgenError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.out is None:
             self.out = str(Path("runs") / "finetune" / concept_id(self.concept))
+
+    def _add_style_image(self) -> None:
+        """The pairs build reads the editor's settings from editor_options: the painting goes there."""
+        if self.editor != "bank":
+            raise WeightgenError(f"a style image needs the bank editor, not {self.editor!r}")
+        if not Path(self.style_image).is_file():
+            raise WeightgenError(f"style image not found: {self.style_image}")
+        given = self.editor_options.get("style_image", self.style_image)
+        if given != self.style_image:
+            raise WeightgenError(f"two style images: {self.style_image!r} and editor_options' {given!r}")
+        self.editor_options = {**self.editor_options, "style_image": self.style_image}
 
     @property
     def init_kind(self) -> str:

@@ -89,11 +89,14 @@ def build_pairs(
     config: PairsConfig,
     editor: Any = None,
     progress: Callable[[int, int, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> BuildReport:
     """Write the pair dataset for `concepts` into `config.out`, resuming a previous run.
 
     editor: an already-built editor (else one is made from config.editor/editor_options, only if
-    there is work left). progress(done, total, text) is called after each concept.
+    there is work left). progress(done, total, text) is called after each concept. log(line) gets,
+    per concept, the ops and weights the editor chose for it (editors with `explain`), which the
+    manifest also records: a concept whose text no op explains shows what it got instead.
     """
 
     texts = unique_concepts(concepts)
@@ -131,6 +134,9 @@ def build_pairs(
     built = []
     for i, text in enumerate(todo):
         cid = concept_id(text)
+        ops = editor.explain(text) if hasattr(editor, "explain") else None
+        if ops is not None and log is not None:
+            log(f"{text}: " + ", ".join(f"{op} {w:.2f}" for op, w in ops.items()))
         targets = editor.edit(both, text, seed=config.seed)
         if targets.shape != both.shape or targets.dtype != torch.uint8:
             raise RuntimeError(f"editor {config.editor!r} returned {tuple(targets.shape)} {targets.dtype}")
@@ -150,6 +156,7 @@ def build_pairs(
             "n_test": len(sources.test),
             "sources_train": sources.train_photos,
             "sources_test": sources.test_photos,
+            **({"ops": ops} if ops is not None else {}),
         }
         write_json(root / MANIFEST, manifest)  # after the pairs file: listed means complete
         built.append(cid)

@@ -8,6 +8,7 @@ from pathlib import Path
 from weightgen.config import Config
 from weightgen.errors import WeightgenError
 from weightgen.pairs.editors import REGISTRY
+from weightgen.pairs.editors.config import BankConfig
 
 FORMAT = "weightgen-pairs"
 VERSION = 1
@@ -19,7 +20,7 @@ RUNTIME_OPTIONS = ("batch_size", "device")  # editor options that do not change 
 @dataclass
 class PairsConfig(Config):
     out: str  # dataset folder
-    editor: str = "procedural"  # weightgen.pairs.editors.REGISTRY key
+    editor: str = "bank"  # weightgen.pairs.editors.REGISTRY key
     image_size: int = 64  # pixels per side of every pair image
     n_train: int = 64  # train pairs per concept (crops of train photos)
     n_test: int = 16  # test pairs per concept (crops of test photos)
@@ -36,6 +37,10 @@ class PairsConfig(Config):
             raise WeightgenError(f"image_size must be in [8, 4096], got {self.image_size}")
         if self.n_train < 1 or self.n_test < 1:
             raise WeightgenError(f"n_train and n_test must be >= 1, got {self.n_train} and {self.n_test}")
+        if self.editor == "bank":
+            BankConfig.from_dict(self.editor_options)  # unknown or bad options fail here, before any work
+        elif "style_image" in self.editor_options:
+            raise WeightgenError(f"a style image needs the bank editor, not {self.editor!r}")
 
     def settings(self) -> dict:
         """What must match for a folder to be resumed (anything else changes the data)."""
@@ -47,7 +52,14 @@ class PairsConfig(Config):
             "n_test": self.n_test,
             "sources_origin": "bundled" if self.sources is None else str(Path(self.sources).resolve()),
             "test_fraction": self.test_fraction,
-            "editor_options": {k: v for k, v in self.editor_options.items() if k not in RUNTIME_OPTIONS},
+            "editor_options": self._editor_settings(),
         }
+
+    def _editor_settings(self) -> dict:
+        """The bank's are complete (defaults included, the style image by content): a folder built
+        before a default changed is refused, not silently extended with different-looking pairs."""
+        if self.editor == "bank":
+            return BankConfig.from_dict(self.editor_options).settings()
+        return {k: v for k, v in self.editor_options.items() if k not in RUNTIME_OPTIONS}
 
 

