@@ -23,6 +23,7 @@ from rich.progress import (
 from prompts.identity import concept_id
 from weightgen.pairs.build import build_pairs
 from weightgen.pairs.editors import load_editor
+from weightgen.pairs.editors.config import BankConfig
 from weightgen.pairs.editors.procedural import ProceduralConfig
 from weightgen.pipeline.config import PipelineConfig
 from weightgen.pipeline.records import StateFile
@@ -30,6 +31,8 @@ from weightgen.text_encoders import load_text_encoder
 from weightgen.zoo.inputs import pairs_manifest
 
 PAIRS_DIR = "pairs"
+# Editors that choose their ops by the concept's text embedding, and their settings' classes.
+_TEXT_CHOSEN = {"procedural": ProceduralConfig, "bank": BankConfig}
 
 
 class Workspace:
@@ -67,7 +70,7 @@ class Workspace:
         return {**self.config.pairs.settings(self.root), "overwrite": overwrite}
 
     def build_pairs(self, texts: Sequence[str], overwrite: bool = False, progress: bool = True) -> None:
-        """The pairs of `texts` missing from work/pairs, with one shared text encoder for the procedural editor."""
+        """The pairs of `texts` missing from work/pairs, with one shared text encoder for the editors that embed text."""
         manifest = pairs_manifest(self.pairs_dir) if self.pairs_dir.is_dir() else None
         have = set(manifest["concepts"]) if manifest else set()
         missing = [t for t in texts if concept_id(t) not in have]
@@ -75,10 +78,10 @@ class Workspace:
             return
         cfg = self.config.pairs
         editor = None
-        if cfg.editor == "procedural":
+        if cfg.editor in _TEXT_CHOSEN:
             options = dict(cfg.editor_options)
-            text_encoder = ProceduralConfig(**options).text_encoder
-            editor = load_editor("procedural", encoder=self.encoder(text_encoder), **options)
+            text_encoder = _TEXT_CHOSEN[cfg.editor](**options).text_encoder
+            editor = load_editor(cfg.editor, encoder=self.encoder(text_encoder), **options)
         bar = _Bar(f"pairs ({len(missing)} concepts)", progress)
         with bar:
             build_pairs(missing, cfg.pairs_config(self.pairs_dir, self.root, overwrite), editor=editor,
