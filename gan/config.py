@@ -76,11 +76,23 @@ class GeneratorConfig(Config):
     mlp_ratio: int = 2  # transformer MLP width = mlp_ratio * bottleneck channels
     upsample_mode: Literal["nearest", "bilinear"] = "nearest"  # resize + conv; no ConvTranspose2d (peft can't LoRA it)
     image_size: int = 64  # the training resolution; validated against n_downsample
+    # U-Net skips: each down stage's output is concatenated into its mirrored up stage's conv, the stem's
+    # features into the head. Off by default, so every existing checkpoint keeps its architecture.
+    skips: bool = False
+    # Residual output: the network predicts a change to the source, output = clamp(source + delta, -1, 1)
+    # (gradient passed straight through the clamp); the head starts at zero, so G starts as the identity.
+    residual: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "out_channels", "base_channels", "n_downsample", "attention_heads",
                      "mlp_ratio", "image_size"):
             self.check_int(name, getattr(self, name))
+        for name in ("skips", "residual"):
+            self.check(isinstance(getattr(self, name), bool),
+                       f"`{name}` should be true or false, got {getattr(self, name)!r}")
+        self.check(not self.residual or self.in_channels == self.out_channels,
+                   f"`residual` needs in_channels == out_channels (output = source + change), got "
+                   f"{self.in_channels} -> {self.out_channels}")
         self.check(isinstance(self.n_res_blocks, int) and self.n_res_blocks >= 0,
                f"`n_res_blocks` should be a non-negative integer, got {self.n_res_blocks!r}")
         self.check(self.upsample_mode in UPSAMPLE_MODES,

@@ -1,7 +1,18 @@
 """E2GAN-style pix2pix generator: the network whose LoRA weights weightgen learns to write.
 
 Stem conv -> strided-conv downsampling -> ResNet blocks -> one transformer block (self-attention)
-at the bottleneck -> resize + conv upsampling -> tanh. Upsampling is resize + Conv2d, never
+at the bottleneck -> resize + conv upsampling -> tanh.
+
+Two options, both off by default (so existing checkpoints keep their exact architecture and outputs):
+- `skips`: U-Net skips. Each down stage's output is concatenated onto the input of its mirrored up
+  stage (same resolution, before the resize), whose own 3x3 conv takes the wider input; the stem's
+  features are concatenated onto the head's input. Concatenation into the existing convs adds no
+  module, so the names below (and LoRA's target patterns) are unchanged and the widened up convs
+  are still adapted, and the conv can weigh encoder detail against decoder context per channel.
+- `residual`: the network predicts a change to the source: output = clamp(source + head(h), -1, 1),
+  with the gradient passed straight through the clamp (so overshooting pixels still learn), and a
+  zero-initialised head, so a fresh generator is the identity.
+ Upsampling is resize + Conv2d, never
 ConvTranspose2d, because peft cannot put a LoRA on a transposed conv. Padding is zeros everywhere
 so a merged LoRA gives exactly the unmerged output (peft's LoRA convs pad with zeros).
 
@@ -40,12 +51,14 @@ class DownBlock(nn.Module):
 class UpBlock(nn.Module):
     """Double the resolution by resizing, then a 3x3 conv (instead of ConvTranspose2d)."""
 
-    def __init__(self, c_in: int, c_out: int, mode: str):
+    def __init__(self, c_in: int, c_out: int, mode: str, c_skip: int = 0):
         super().__init__()
         self.mode = mode
-        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv = nn.Conv2d(c_in + c_skip, c_out, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if skip is not None:  # U-Net skip: (B, c_in + c_skip, h, w), concatenated before the resize
+            x = torch.cat([x, skip], dim=1)
         align = {} if self.mode == "nearest" else {"align_corners": False}
         x = F.interpolate(x, scale_factor=2.0, mode=self.mode, **align)
         return F.relu(_norm(self.conv(x)))
@@ -104,17 +117,23 @@ class Generator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, in_channels: int = 3, out_channels: int = 3, base_channels: int = 32,
                  n_downsample: int = 2, n_res_blocks: int = 3, attention_heads: int = 4, mlp_ratio: int = 2,
-                 upsample_mode: str = "nearest", image_size: int = 64):
+                 upsample_mode: str = "nearest", image_size: int = 64, skips: bool = False, residual: bool = False):
         super().__init__()
         cfg = GeneratorConfig(in_channels, out_channels, base_channels, n_downsample, n_res_blocks,
-                              attention_heads, mlp_ratio, upsample_mode, image_size)  # type: ignore[arg-type]
+                              attention_heads, mlp_ratio, upsample_mode, image_size,  # type: ignore[arg-type]
+                              skips, residual)
         widths = [base_channels * 2**i for i in range(n_downsample + 1)]  # stem width ... bottleneck width
         self.stem = nn.Conv2d(in_channels, base_channels, 7, padding=3)
         self.down = nn.ModuleList(DownBlock(widths[i], widths[i + 1]) for i in range(n_downsample))
         self.res = nn.ModuleList(ResBlock(cfg.bottleneck_channels) for _ in range(n_res_blocks))
         self.attn = TransformerBlock(cfg.bottleneck_channels, attention_heads, mlp_ratio)
-        self.up = nn.ModuleList(UpBlock(widths[i + 1], widths[i], upsample_mode) for i in reversed(range(n_downsample)))
-        self.head = nn.Conv2d(base_channels, out_channels, 7, padding=3)
+        # With skips, up stage i also takes down stage i's output (widths[i + 1] channels), the head the stem's.
+        self.up = nn.ModuleList(UpBlock(widths[i + 1], widths[i], upsample_mode, widths[i + 1] if skips else 0)
+                                for i in reversed(range(n_downsample)))
+        self.head = nn.Conv2d(base_channels * (2 if skips else 1), out_channels, 7, padding=3)
+        if residual:  # start as the identity: zero change to the source (after the RNG draws, so the rest matches)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @classmethod
     def from_gan_config(cls, config: GeneratorConfig) -> "Generator":
@@ -137,15 +156,24 @@ class Generator(ModelMixin, ConfigMixin):
         self.check_input(x)
         # 1. stem: (B, C_in, H, W) -> (B, c, H, W)
         h = F.relu(_norm(self.stem(x)))
+        skips = [h]  # the stem's and each down stage's output, for the U-Net skips
         # 2. downsample: -> (B, c * 2**n, H / 2**n, W / 2**n)
         for block in self.down:
             h = block(h)
+            skips.append(h)
         # 3. ResNet blocks, then one transformer block at the bottleneck (same shape)
         for block in self.res:
             h = block(h)
         h = self.attn(h)
-        # 4. upsample back: -> (B, c, H, W)
-        for block in self.up:
-            h = block(h)
+        # 4. upsample back: -> (B, c, H, W); with skips, up stage k joins down stage n - 1 - k's output
+        use_skips = self.config.skips
+        for k, block in enumerate(self.up):
+            h = block(h, skips[len(self.up) - k] if use_skips else None)
+        if use_skips:
+            h = torch.cat([h, skips[0]], dim=1)  # (B, 2c, H, W): the stem's features to the head
         # 5. head: -> (B, C_out, H, W) in [-1, 1]
-        return torch.tanh(self.head(h))
+        if not self.config.residual:
+            return torch.tanh(self.head(h))
+        # residual: source + change, clamped to the image range; straight-through so clamped pixels keep a gradient
+        out = x + self.head(h)
+        return out + (out.clamp(-1.0, 1.0) - out).detach()
