@@ -22,6 +22,8 @@ down.{i}.conv, res.{i}.conv1/conv2, attn.to_q/to_k/to_v/to_out, attn.mlp.0/2, up
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
@@ -113,6 +115,10 @@ class Generator(ModelMixin, ConfigMixin):
     with `save_pretrained` / `from_pretrained`. The arguments are those of `gan.config.GeneratorConfig`,
     which validates them.
     """
+
+    # gan.lora.fingerprint ignores these options at these values: the architecture is then the one
+    # checkpoints made before the options existed have.
+    fingerprint_neutral: ClassVar[dict] = {"skips": False, "residual": False}
 
     @register_to_config
     def __init__(self, in_channels: int = 3, out_channels: int = 3, base_channels: int = 32,

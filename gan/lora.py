@@ -74,7 +74,11 @@ def _base_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def fingerprint(model: nn.Module) -> str:
     """sha256 (16 hex) of the architecture: class, config and parameter names/shapes; weights excluded."""
     base = _base_model(model)
-    config = {k: v for k, v in dict(getattr(base, "config", {})).items() if not k.startswith("_")}
+    # Options added after checkpoints were fingerprinted leave the fingerprint alone when off, so
+    # those checkpoints (and the LoRAs recorded against them) keep matching.
+    neutral = getattr(type(base), "fingerprint_neutral", {})
+    config = {k: v for k, v in dict(getattr(base, "config", {})).items()
+              if not k.startswith("_") and not (k in neutral and v == neutral[k])}
     shapes = sorted((k, list(v.shape)) for k, v in _base_state(model).items())
     blob = json.dumps({"class": type(base).__name__, "config": config, "params": shapes}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

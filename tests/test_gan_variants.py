@@ -1,6 +1,7 @@
 """Generator variants: U-Net skips and residual output, both off by default (old checkpoints unchanged)."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,15 @@ def test_config_dict_round_trip():
     cfg = GeneratorConfig(skips=True, residual=True)
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
     assert GeneratorConfig.from_dict({"image_size": 32}).skips is False  # old configs: defaults
+
+
+def test_fingerprint_tells_variants_apart_and_keeps_old_checkpoints_matching():
+    from gan.lora import fingerprint
+
+    prints = {name: fingerprint(Generator(**GeneratorConfig(image_size=32, **kw).to_dict()))
+              for name, kw in {"base": {}, "skips": {"skips": True}, "residual": {"residual": True}}.items()}
+    assert len(set(prints.values())) == 3
+    # the shipped base was fingerprinted before the options existed; it must still match its record
+    shipped = Path(__file__).resolve().parent.parent / "weightgen" / "assets" / "base"
+    recorded = json.loads((shipped / "weightgen.json").read_text())["fingerprint"]
+    assert fingerprint(Generator.from_pretrained(str(shipped / "generator"))) == recorded
