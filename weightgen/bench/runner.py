@@ -61,6 +61,7 @@ from weightgen.bench.report import write_report
 from weightgen.bench.stats import first_hit
 from weightgen.chunks.adapters import read_adapter
 from weightgen.chunks.evaluate import AdapterEvaluator
+from weightgen.digests import sha256_file
 from weightgen.errors import WeightgenError
 from weightgen.finetune.starts import (
     InitSources,
@@ -73,7 +74,7 @@ from weightgen.generator.pipeline import (
     WeightGenPipeline,
     resolve_generator_dir,
 )
-from weightgen.zoo.store import read_manifest, settings_mismatch, sha256_file
+from weightgen.zoo.store import read_manifest, settings_mismatch
 
 ResultFn = Callable[[dict], None]  # called with each finished run's result
 

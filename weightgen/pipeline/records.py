@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from gan.io import read_json, write_json
+from weightgen.digests import sha256_file
 from weightgen.errors import WeightgenError
 from weightgen.generator.config import RESUMABLE_CHANGES
 from weightgen.pipeline.config import PipelineConfig
-from weightgen.zoo.store import sha256_file
 
 STATE_FILE = "pipeline_state.json"
 LOG_FILE = "pipeline_log.jsonl"

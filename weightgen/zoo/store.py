@@ -15,7 +15,6 @@ file. The sha256 in entry.json catches adapter files damaged afterwards (truncat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gan.io import read_json, write_json
+from weightgen.digests import sha256_file
 from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.zoo.plan import ZooConcept
 
@@ -36,14 +36,6 @@ ENTRY = "entry.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_SIDECAR = "weightgen.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_record(zoo_root: Path, concept_dir: Path, cid: str, index: int) -> dict:

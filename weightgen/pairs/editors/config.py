@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
 from weightgen.config import Config
+from weightgen.digests import sha256_file
 from weightgen.errors import WeightgenError
 
 DEFAULT_MODEL = "timbrooks/instruct-pix2pix"
@@ -97,17 +97,9 @@ class BankConfig(Config):
         a repainted one does not; the style networks count by their package's version.
         """
         out = {k: v for k, v in self.to_dict().items() if k not in BANK_RUNTIME_OPTIONS and k != "style_image"}
-        out["style_image_sha256"] = None if self.style_image is None else file_sha256(self.style_image)
+        out["style_image_sha256"] = None if self.style_image is None else sha256_file(self.style_image)
         out["style_models"] = style_models_version()
         return out
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def style_models_version() -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from weightgen.digests import sha256_file
 from weightgen.errors import WeightgenError
-from weightgen.pairs.editors.config import file_sha256
 
 MIN_SIDE = 32  # the style predictor sees a 256 px centre crop; below 32 px there is no texture to see
 MAX_SIDE = 1024  # larger paintings are downscaled on reading (the predictor would shrink them anyway)
@@ -66,7 +66,7 @@ def load_style_image(path: str | Path) -> StyleImage:
         small = (max(MIN_SIDE, round(img.width * scale)), max(MIN_SIDE, round(img.height * scale)))
         notes.append(f"is {w}x{h} px; downscaled to {small[0]}x{small[1]}")
         img = img.resize(small, Image.LANCZOS)
-    return StyleImage(str(path), file_sha256(path), np.asarray(img, dtype=np.uint8).copy(), tuple(notes))
+    return StyleImage(str(path), sha256_file(path), np.asarray(img, dtype=np.uint8).copy(), tuple(notes))
 
 
 def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
