@@ -34,7 +34,6 @@ from gan.perceptual import StyleEmbedder  # noqa: E402
 
 VARIANTS = {"base": {}, "skips": {"skips": True}, "residual": {"residual": True},
             "skips+residual": {"skips": True, "residual": True}}
-METRICS = ("l1", "psnr", "ssim", "style")
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -27,7 +27,6 @@ INIT_KINDS: dict[str, str] = {
 SUMMARY_FORMAT = "weightgen-finetune"
 ADAPTER_INIT = "adapter"  # summary["init_kind"] when the LoRA starts from an adapter folder
 GENERATED_KINDS = ("generated", "generated-ddim")
-REFERENCE_KINDS = ("mean", "nearest", "nearest-noise")
 OUTPUT_FILES = ("adapter", "history.json", "summary.json", "curve.png", "grid.png")
 
 
