@@ -15,6 +15,7 @@ stand-in for FID (see gan.perceptual.frechet_distance on small sets).
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
 from pathlib import Path
 
@@ -156,6 +157,27 @@ def score_style(generator: nn.Module, source: torch.Tensor, target: torch.Tensor
     """
     device = device or next(generator.parameters()).device
     return _accumulate(StyleMetrics(embedder, device), generator, source, target, batch_size, device)
+
+
+class StyleScorer:
+    """Adds "style" to a training loop's evaluation records by scoring its test pairs again.
+
+    The trainer's own evaluation stays L1 / PSNR / SSIM (the zoo runs it thousands of times), so a
+    caller that wants the style distance too scores the same test pairs with its embedder, outside
+    the training clock; `seconds` is the time that added.
+    """
+
+    def __init__(self, generator: nn.Module, pairs, embedder: StyleEmbedder):
+        self.generator, self.pairs, self.embedder = generator, pairs, embedder
+        self.seconds = 0.0
+
+    def score(self, record: dict) -> StyleMetrics:
+        """Sets record["metrics"]["style"]; returns the accumulated metrics (with the embeddings)."""
+        t0 = time.perf_counter()
+        scored = score_style(self.generator, self.pairs.test_source, self.pairs.test_target, self.embedder)
+        record["metrics"]["style"] = scored.compute()["style"]
+        self.seconds += time.perf_counter() - t0
+        return scored
 
 
 def evaluate_pairs(generator: nn.Module, source: torch.Tensor, target: torch.Tensor, batch_size: int = 16,

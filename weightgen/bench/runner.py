@@ -44,7 +44,7 @@ from gan.data import PairedData
 from gan.io import read_json, write_json
 from gan.lora import count_lora_params
 from gan.lora_training import train_lora
-from gan.metrics import StyleMetrics, score_style
+from gan.metrics import StyleMetrics, StyleScorer, score_style
 from gan.perceptual import StyleEmbedder
 from gan.trainer import Pix2PixTrainer
 from weightgen import __version__
@@ -177,38 +177,28 @@ def style_record(metrics: StyleMetrics) -> dict:
     return {"outputs": rounded_embeddings(fake), "targets": rounded_embeddings(real)}
 
 
-class _StyleScores:
+class _StyleScores(StyleScorer):
     """Evaluation callback: adds "style" to the step-0 record, then `finish` to the final one, keeping both embeddings.
 
     Only those two: the report's style columns are step 0 and final, its curves are L1, and
     scoring all 21 evaluations of a default run would cost ~2 s of it (16 images x ~7 ms each).
-    The trainer's evaluation stays L1 / PSNR / SSIM (the zoo runs it thousands of times), so the
-    bench scores the same test pairs again with the shared embedder, outside the training clock;
-    `seconds` is the time this added.
     """
 
     def __init__(self, generator, pairs, embedder: StyleEmbedder, then):
-        self.generator, self.pairs, self.embedder, self.then = generator, pairs, embedder, then
+        super().__init__(generator, pairs, embedder)
+        self.then = then
         self.first: StyleMetrics | None = None
         self.last: StyleMetrics | None = None
-        self.seconds = 0.0
-
-    def _score(self, record: dict) -> StyleMetrics:
-        t0 = time.perf_counter()
-        scored = score_style(self.generator, self.pairs.test_source, self.pairs.test_target, self.embedder)
-        record["metrics"]["style"] = scored.compute()["style"]
-        self.seconds += time.perf_counter() - t0
-        return scored
 
     def __call__(self, step: int, record: dict) -> None:
         if step == 0 and self.first is None:
-            self.first = self._score(record)
+            self.first = self.score(record)
         if self.then is not None:
             self.then(step, record)
 
     def finish(self, history: list[dict]) -> None:
         """Score the trained model: the trainer's last record is its evaluation at the end of the run."""
-        self.last = self._score(history[-1]) if len(history) > 1 else self.first
+        self.last = self.score(history[-1]) if len(history) > 1 else self.first
 
 
 # -- the runs ------------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from gan.data import PairedData, load_concept
 from gan.io import write_json
 from gan.lora import adapter_sidecar, count_lora_params
 from gan.lora_training import train_lora
-from gan.metrics import score_style
+from gan.metrics import StyleScorer
 from gan.perceptual import StyleEmbedder
 from weightgen import __version__
 from weightgen.chunks.adapters import write_adapter
@@ -100,24 +100,15 @@ class BestAdapter:
         shutil.rmtree(prev, ignore_errors=True)
 
 
-class StyleScore:
-    """Evaluation callback: adds "style" (gan.metrics) to each record, then hands it on.
-
-    The trainer's evaluation knows only L1 / PSNR / SSIM (it must stay cheap for the zoo's
-    thousands of runs), so the fine-tune scores the same test pairs again with its own embedder,
-    before the best adapter's sidecar is written. It runs outside the training clock, like the
-    trainer's own evaluation; `seconds` is what it added.
-    """
+class StyleScore(StyleScorer):
+    """Evaluation callback: adds "style" to each record (before the best adapter's sidecar is written), then hands it on."""
 
     def __init__(self, generator, pairs, embedder: StyleEmbedder, then: EvalCallback):
-        self.generator, self.pairs, self.embedder, self.then = generator, pairs, embedder, then
-        self.seconds = 0.0
+        super().__init__(generator, pairs, embedder)
+        self.then = then
 
     def __call__(self, step: int, record: dict) -> None:
-        t0 = time.perf_counter()
-        scored = score_style(self.generator, self.pairs.test_source, self.pairs.test_target, self.embedder)
-        record["metrics"]["style"] = scored.compute()["style"]
-        self.seconds += time.perf_counter() - t0
+        self.score(record)
         self.then(step, record)
 
 
