@@ -54,7 +54,7 @@ def test_pairs_with_the_diffusion_editor(tmp_path, tiny_pipeline):
     m = read_json(tmp_path / "ds" / "manifest.json")
     assert m["editor"] == "instruct-pix2pix" and m["editor_config"]["steps"] == 2
     t = load_tensors(tmp_path / "ds" / concept_id("at night") / "pairs.safetensors")
-    assert t["train_target"].shape == (3, 3, 32, 32) and t["test_target"].shape == (2, 3, 32, 32)
+    assert t["train_target"].shape == (3, 3, 64, 64) and t["test_target"].shape == (2, 3, 32, 32)  # canvases, crops
 
 
 def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):

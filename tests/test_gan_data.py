@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gan.data import PairedData, load_concept, read_manifest, to_float, to_uint8
+from gan.data import PairedData, PairSampler, load_concept, paired_crops, read_manifest, to_float, to_uint8
 from gan.io import read_json, write_json
 from gan.metrics import PairedMetrics, fid_kid
 from gan.viz import write_grid
@@ -75,6 +75,23 @@ def test_sampler_is_seeded_and_flips_pairs_together(pairs):
         flipped = torch.equal(s, src_set[i].flip(-1)) and not torch.equal(s, src_set[i])
         expected = to_float(data.train_target[i])
         assert torch.equal(t, expected.flip(-1) if flipped else expected)
+
+
+def test_crops_of_canvases_are_fresh_aligned_and_never_upsampled():
+    g = torch.Generator().manual_seed(0)
+    canvas = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
+    sampler = PairSampler(canvas, 255 - canvas, batch_size=8, seed=0, size=(16, 16))
+    first, second = next(sampler), next(sampler)
+    for src, tgt in (first, second):
+        assert src.shape == tgt.shape == (8, 3, 16, 16)
+        assert torch.allclose(tgt, -src, atol=1e-5)  # the same window, resize and flip on source and target
+    assert not torch.allclose(first[0], second[0])  # every batch draws new windows
+    # a ramp canvas: windows land all over it, at every scale between 16 and 32 pixels
+    ramp = torch.arange(32.0).view(1, 1, 1, 32).expand(200, 3, 32, 32) / 31 * 2 - 1
+    src, _ = paired_crops(ramp, ramp, (16, 16), torch.Generator().manual_seed(1), flip=False)
+    spans = src[:, 0, 0, -1] - src[:, 0, 0, 0]  # horizontal extent of each window, in ramp units
+    assert spans.min() > 15 / 31 * 2 * 0.85 and spans.max() > 28 / 31 * 2  # from about the output size up to the canvas
+    assert src[:, 0, 0, 0].min() < -0.9 and src[:, 0, 0, -1].max() > 0.9  # both edges reached
 
 
 def test_uint8_float_round_trip():

@@ -101,7 +101,8 @@ def test_build_writes_the_agreed_format(tmp_path, photo_dir, editor):
     with pytest.warns(UserWarning, match="duplicate concept 'Van Gogh style'"):
         report = build_pairs(["van gogh style", "at night", "Van Gogh  style"], cfg, editor=editor)
     m = read_json(out / "manifest.json")
-    assert (m["format"], m["version"], m["image_size"], m["editor"], m["seed"]) == ("weightgen-pairs", 1, 32, "procedural", 0)
+    assert (m["format"], m["version"], m["image_size"], m["canvas_size"], m["editor"], m["seed"]) == (
+        "weightgen-pairs", 2, 32, 64, "procedural", 0)
     assert list(m["concepts"]) == [concept_id("van gogh style"), concept_id("at night")] == report.built
     entry = m["concepts"][concept_id("at night")]
     assert entry["text"] == "at night" and (entry["n_train"], entry["n_test"]) == (6, 3)
@@ -109,16 +110,21 @@ def test_build_writes_the_agreed_format(tmp_path, photo_dir, editor):
     assert not set(entry["sources_train"]) & set(entry["sources_test"])
     assert m["sources"]["origin"] == str(photo_dir) and sorted(m["sources"]["train"]) == sorted(entry["sources_train"])
     t = load_tensors(out / concept_id("at night") / "pairs.safetensors")
-    for key, n in [("train_source", 6), ("train_target", 6), ("test_source", 3), ("test_target", 3)]:
-        assert t[key].dtype == torch.uint8 and t[key].shape == (n, 3, 32, 32), key
+    for key, n, side in [("train_source", 6, 64), ("train_target", 6, 64), ("test_source", 3, 32), ("test_target", 3, 32)]:
+        assert t[key].dtype == torch.uint8 and t[key].shape == (n, 3, side, side), key  # train: canvases
     assert not torch.equal(t["train_source"], t["train_target"])
+    other = load_tensors(out / concept_id("van gogh style") / "pairs.safetensors")
+    assert torch.equal(other["test_source"], t["test_source"])  # one set of test crops for every concept
     from safetensors import safe_open
 
     with safe_open(str(out / concept_id("at night") / "pairs.safetensors"), "pt") as f:
         assert f.metadata() == {"concept": "at night"}
     from gan.data import PairedData  # the reader on the other side of the contract
 
-    assert PairedData.load(out).train_source.shape == (12, 3, 32, 32)
+    data = PairedData.load(out)
+    assert data.train_source.shape == (12, 3, 64, 64) and data.image_shape == (3, 32, 32)
+    src, tgt = next(data.sampler(5, seed=0))
+    assert src.shape == tgt.shape == (5, 3, 32, 32)
 
 
 class _Interrupting:

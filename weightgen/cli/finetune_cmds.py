@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         style_image: Optional[Path] = _opt(
             "style_image", "--style-image",
             help="A painting whose style is the concept (bank editor; the concept text only names it)."),
-        n_train: int = _opt("n_train", "--n-train", help="Train pairs to build."),
+        n_train: int = _opt("n_train", "--n-train", help="Train canvases to build (edited once; each batch crops them afresh)."),
         n_test: int = _opt("n_test", "--n-test", help="Test pairs to build (they pick the best adapter)."),
         photos: Optional[Path] = _opt(
             "photos", "--photos", help="Folder of source photos for the pairs (default: the bundled photos)."),

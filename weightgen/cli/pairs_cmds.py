@@ -51,8 +51,11 @@ def register(app: typer.Typer) -> None:
             None, "--style-image", help="bank: a painting whose style is the concept (the concept text only names it); "
             "its sha256 is recorded, so the folder resumes only with the same image."
         ),
-        image_size: int = _opt("image_size", help="Side of every pair image in pixels."),
-        n_train: int = _opt("n_train", help="Train pairs per concept (crops of the train photos)."),
+        image_size: int = _opt("image_size", help="Side of the images the GAN sees, in pixels."),
+        canvas_size: Optional[int] = _opt(
+            "canvas_size", help="Side of the edited train canvases; training draws fresh image-size crops of them "
+            "every batch. Default: twice --image-size."),
+        n_train: int = _opt("n_train", help="Train canvases per concept (crops of the train photos, edited once)."),
         n_test: int = _opt("n_test", help="Test pairs per concept (crops of the held-out photos)."),
         seed: int = _opt("seed", help="Seed for the photo split, the crops and the editor."),
         sources: Optional[Path] = _opt(
@@ -121,6 +124,7 @@ def register(app: typer.Typer) -> None:
             out=str(out),
             editor=editor,
             image_size=image_size,
+            canvas_size=canvas_size,
             n_train=n_train,
             n_test=n_test,
             seed=seed,

@@ -45,7 +45,7 @@ class FinetuneConfig:
     pairs: str | None = None  # an existing pairs folder holding the concept; None = build <out>/pairs
     editor: str = "bank"  # weightgen.pairs.editors.REGISTRY key that turns photos into targets
     style_image: str | None = None  # bank: a painting whose style is the concept (joins editor_options)
-    n_train: int = 64  # train pairs to build (the LoRA's whole training set)
+    n_train: int = 32  # train canvases to build (edited once; fresh crops of them feed every batch)
     n_test: int = 16  # test pairs to build (the metric the best adapter is chosen by)
     photos: str | None = None  # folder of source photos for the pairs; None = the bundled photos
     max_steps: int = 100_000  # step cap; the time budget normally ends the run first

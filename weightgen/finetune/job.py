@@ -154,7 +154,7 @@ def concept_pairs(config: FinetuneConfig, out: Path, image_size: int, console=No
             raise WeightgenError(f"editor {config.editor!r} could not make pairs for {config.concept!r}: "
                                  f"{type(e).__name__}: {first}") from None
     pairs = load_concept(root, config.concept)
-    size = tuple(pairs.train_source.shape[2:])
+    size = tuple(pairs.test_source.shape[2:])
     if size != (image_size, image_size):
         raise WeightgenError(f"pairs in {root} are {size[0]}x{size[1]}, the base GAN works at {image_size}x{image_size}")
     return root

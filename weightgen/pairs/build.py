@@ -2,8 +2,14 @@
 
 Layout (the contract with gan/data.py):
     <root>/manifest.json                  what was built, with which editor, seed and photos
-    <root>/<concept_id>/pairs.safetensors train_source/train_target/test_source/test_target,
-                                          uint8 (N, 3, H, W); metadata {"concept": text}
+    <root>/<concept_id>/pairs.safetensors train_source/train_target: uint8 (n_train, 3, C, C) edited
+                                          canvases (C = canvas_size), cropped afresh per batch by gan.data;
+                                          test_source/test_target: uint8 (n_test, 3, S, S) fixed crops of
+                                          the edited test canvases; metadata {"concept": text}
+
+Each canvas is edited once at the canvas size; the test crops are cut after the edit with
+gan.data.paired_crops, the same crops for every concept (one seed), so the test split looks like
+what the sampler feeds training and every concept is scored on the same source pixels.
 
 Resume: a concept is listed in the manifest only after its pairs file is fully written (both
 writes are atomic), so a rerun skips exactly the finished concepts and redoes the rest.
@@ -20,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from gan.data import paired_crops, to_float, to_uint8
 from gan.io import read_json, save_tensors, write_json
 from prompts.concepts import load_prompt_set
 from prompts.identity import concept_id, normalize_concept
@@ -112,6 +119,7 @@ def build_pairs(
             seed=config.seed,
             folder=config.sources,
             test_fraction=config.test_fraction,
+            canvas_size=config.canvas_size,
         )
     )
     manifest["sources"] = sources.describe()
@@ -140,13 +148,14 @@ def build_pairs(
         targets = editor.edit(both, text, seed=config.seed)
         if targets.shape != both.shape or targets.dtype != torch.uint8:
             raise RuntimeError(f"editor {config.editor!r} returned {tuple(targets.shape)} {targets.dtype}")
+        test_source, test_target = test_crops(sources.test, targets[n_train:], config)
         save_tensors(
             root / cid / PAIRS_FILE,
             {
                 "train_source": sources.train,
                 "train_target": targets[:n_train],
-                "test_source": sources.test,
-                "test_target": targets[n_train:],
+                "test_source": test_source,
+                "test_target": test_target,
             },
             metadata={"concept": text},
         )
@@ -168,6 +177,14 @@ def build_pairs(
         resumed=[concept_id(t) for t in done],
         skipped_images=len(sources.skipped),
     )
+
+
+def test_crops(source: torch.Tensor, target: torch.Tensor, config: PairsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed image-size crops of the edited test canvases; the same windows for every concept (seeded)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    src, tgt = paired_crops(to_float(source), to_float(target), (config.image_size, config.image_size), generator,
+                            flip=False)
+    return to_uint8(src), to_uint8(tgt)
 
 
 def read_concepts_file(path: str | Path) -> list[str]:

@@ -11,7 +11,7 @@ from weightgen.pairs.editors import REGISTRY
 from weightgen.pairs.editors.config import BankConfig
 
 FORMAT = "weightgen-pairs"
-VERSION = 1
+VERSION = 2  # 2: train canvases larger than the image size, cropped per batch (gan.data)
 MANIFEST = "manifest.json"
 PAIRS_FILE = "pairs.safetensors"
 RUNTIME_OPTIONS = ("batch_size", "device")  # editor options that do not change the pairs
@@ -21,9 +21,10 @@ RUNTIME_OPTIONS = ("batch_size", "device")  # editor options that do not change 
 class PairsConfig(Config):
     out: str  # dataset folder
     editor: str = "bank"  # weightgen.pairs.editors.REGISTRY key
-    image_size: int = 64  # pixels per side of every pair image
-    n_train: int = 64  # train pairs per concept (crops of train photos)
-    n_test: int = 16  # test pairs per concept (crops of test photos)
+    image_size: int = 64  # pixels per side of the images the GAN sees
+    canvas_size: int | None = None  # side of the edited train canvases, cropped afresh per batch; None = 2 x image_size
+    n_train: int = 32  # train canvases per concept (crops of train photos, edited once)
+    n_test: int = 16  # test pairs per concept (crops of test photos, fixed)
     seed: int = 0  # photo split, crops and the editor's randomness
     sources: str | None = None  # folder of photos; None = the bundled photos
     test_fraction: float = 0.25  # share of photos held out
@@ -35,6 +36,10 @@ class PairsConfig(Config):
             raise WeightgenError(f"unknown editor {self.editor!r}; choose one of {sorted(REGISTRY)}")
         if not 8 <= self.image_size <= 4096:
             raise WeightgenError(f"image_size must be in [8, 4096], got {self.image_size}")
+        if self.canvas_size is None:
+            self.canvas_size = min(2 * self.image_size, 4096)
+        if not self.image_size <= self.canvas_size <= 4096:
+            raise WeightgenError(f"canvas_size must be in [image_size={self.image_size}, 4096], got {self.canvas_size}")
         if self.n_train < 1 or self.n_test < 1:
             raise WeightgenError(f"n_train and n_test must be >= 1, got {self.n_train} and {self.n_test}")
         if self.editor == "bank":
@@ -46,6 +51,7 @@ class PairsConfig(Config):
         """What must match for a folder to be resumed (anything else changes the data)."""
         return {
             "image_size": self.image_size,
+            "canvas_size": self.canvas_size,
             "editor": self.editor,
             "seed": self.seed,
             "n_train": self.n_train,

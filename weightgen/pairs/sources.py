@@ -60,17 +60,20 @@ BUNDLED_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 
 @dataclass
 class SourceConfig:
-    image_size: int = 64  # crops are resized to image_size x image_size
-    n_train: int = 64  # crops from the train photos
+    image_size: int = 64  # crops are resized to image_size x image_size (the canvas size, when given)
+    n_train: int = 32  # crops from the train photos
     n_test: int = 16  # crops from the test photos
     seed: int = 0  # photo split and crop positions
     folder: str | None = None  # a folder of photos instead of the bundled ones
     test_fraction: float = 0.25  # share of photos (not crops) held out for test
     min_crop: float = 0.35  # smallest crop side, as a fraction of the photo's shorter side
+    canvas_size: int | None = None  # crop at this larger size (the pairs' train canvases); None = image_size
 
     def __post_init__(self):
         if not 8 <= self.image_size <= 4096:
             raise WeightgenError(f"image_size must be in [8, 4096], got {self.image_size}")
+        if self.canvas_size is not None and not self.image_size <= self.canvas_size <= 4096:
+            raise WeightgenError(f"canvas_size must be in [image_size={self.image_size}, 4096], got {self.canvas_size}")
         if self.n_train < 1 or self.n_test < 1:
             raise WeightgenError(f"n_train and n_test must be >= 1, got {self.n_train} and {self.n_test}")
         if not 0 < self.test_fraction < 1:
@@ -87,7 +90,7 @@ class PhotoSet:
 
 @dataclass
 class SourceSplit:
-    train: torch.Tensor  # (n_train, 3, S, S) uint8
+    train: torch.Tensor  # (n_train, 3, S, S) uint8, S the canvas size
     test: torch.Tensor  # (n_test, 3, S, S) uint8
     train_photos: list[str]
     test_photos: list[str]
@@ -208,11 +211,12 @@ def build_sources(config: SourceConfig, photo_set: PhotoSet | None = None) -> So
     names = list(photo_set.photos)
     train_names, test_names = split_photos(names, config.test_fraction, config.seed)
     rng = np.random.default_rng(config.seed)
+    size = config.canvas_size or config.image_size
     train, train_origin = random_crops(
-        [photo_set.photos[n] for n in train_names], train_names, config.n_train, config.image_size, rng, config.min_crop
+        [photo_set.photos[n] for n in train_names], train_names, config.n_train, size, rng, config.min_crop
     )
     test, test_origin = random_crops(
-        [photo_set.photos[n] for n in test_names], test_names, config.n_test, config.image_size, rng, config.min_crop
+        [photo_set.photos[n] for n in test_names], test_names, config.n_test, size, rng, config.min_crop
     )
     return SourceSplit(
         train=train,

@@ -71,7 +71,8 @@ class PairsStage(Config):
 
     editor: str = "procedural"  # weightgen.pairs.editors.REGISTRY key
     image_size: int = 64  # pixels per side; the base GAN is trained at this size
-    n_train: int = 64  # train pairs per concept
+    canvas_size: int = 0  # side of the edited train canvases, cropped afresh per batch; 0 = 2 x image_size
+    n_train: int = 32  # train canvases per concept
     n_test: int = 16  # test pairs per concept
     seed: int = 0
     sources: str = ""  # folder of photos; "" = the bundled photos
@@ -88,6 +89,7 @@ class PairsStage(Config):
         """PairsConfig fields (the zoo's `pairs_settings`), with `sources` resolved against `root`."""
         settings = self.to_dict()
         settings["sources"] = str((root / self.sources).resolve()) if self.sources else None
+        settings["canvas_size"] = self.canvas_size or None
         return settings
 
 

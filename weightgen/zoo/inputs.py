@@ -15,7 +15,7 @@ from weightgen.errors import WeightgenError
 from weightgen.pairs.build import build_pairs
 from weightgen.pairs.config import PairsConfig
 
-PAIRS_SETTINGS_KEYS = ("editor", "image_size", "seed", "n_train", "n_test", "sources_origin", "test_fraction")
+PAIRS_SETTINGS_KEYS = ("editor", "image_size", "canvas_size", "seed", "n_train", "n_test", "sources_origin", "test_fraction")
 
 
 def pairs_manifest(pairs_dir: str | Path) -> dict | None:
