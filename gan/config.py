@@ -117,10 +117,15 @@ class DiscriminatorConfig(Config):
     image_channels: int = 3
     base_channels: int = 32  # pix2pix uses 64; 32 keeps the CPU step fast
     n_layers: int = 3  # strided layers; 3 gives a 70x70 receptive field (it sees most of a 64x64 image)
+    # Spectral norm on every conv, instance norm dropped (SN-PatchGAN): bounds D's Lipschitz constant so it
+    # cannot sharpen its decisions without limit and starve G of gradient. Off: pix2pix's D, old checkpoints.
+    spectral_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("source_channels", "image_channels", "base_channels", "n_layers"):
             self.check_int(name, getattr(self, name))
+        self.check(isinstance(self.spectral_norm, bool),
+                   f"`spectral_norm` should be true or false, got {self.spectral_norm!r}")
 
 
 # The generator's Conv2d / Linear layers between the 7x7 stem and head (gan.generator names them so):
@@ -181,6 +186,9 @@ class GanTrainConfig(Config):
     betas: tuple[float, float] = (0.5, 0.999)  # pix2pix's Adam betas
     lambda_l1: float = 100.0  # weight of the L1 term (pix2pix, E2GAN)
     gan_mode: Literal["bce", "lsgan"] = "bce"
+    # One-sided label smoothing: D's target for real pairs is 1 - label_smoothing (fakes stay 0, G's target 1);
+    # a D that wins easily then keeps a loss floor instead of growing ever more certain.
+    label_smoothing: float = 0.0
     max_steps: int = 1000
     max_seconds: float | None = None  # wall-clock budget for training (evaluation excluded); None/0 = none
     eval_every: int = 100  # evaluate on test pairs every N steps (0 = only at start and end)
@@ -201,6 +209,9 @@ class GanTrainConfig(Config):
                f"`betas` should be two numbers in [0, 1), got {self.betas!r}")
         self.check(self.lambda_l1 >= 0, f"`lambda_l1` should be >= 0, got {self.lambda_l1!r}")
         self.check(self.gan_mode in GAN_MODES, f"`gan_mode` should be one of {GAN_MODES}, got {self.gan_mode!r}")
+        self.check(isinstance(self.label_smoothing, (int, float)) and not isinstance(self.label_smoothing, bool)
+                   and 0.0 <= self.label_smoothing < 0.5,
+                   f"`label_smoothing` should be in [0, 0.5), got {self.label_smoothing!r}")
         if self.max_seconds == 0:
             self.max_seconds = None
         self.check(self.max_seconds is None or self.max_seconds > 0,

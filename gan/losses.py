@@ -13,35 +13,40 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _bce_loss(logits: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-    """Vanilla GAN (pix2pix's default): sigmoid cross-entropy against all-ones or all-zeros patches."""
-    target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
-    return F.binary_cross_entropy_with_logits(logits, target)
+def _bce_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Vanilla GAN (pix2pix's default): sigmoid cross-entropy against patches all equal to `target`."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def _lsgan_loss(logits: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+def _lsgan_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
     """Least-squares GAN: smoother gradients when the discriminator wins easily."""
-    target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
-    return F.mse_loss(logits, target)
+    return F.mse_loss(logits, torch.full_like(logits, target))
 
 
-GanLoss = Callable[[torch.Tensor, bool], torch.Tensor]
+# (patch logits, target value: 1 = real, 0 = fake) -> loss
+GanLoss = Callable[[torch.Tensor, float], torch.Tensor]
 GAN_LOSSES: dict[str, GanLoss] = {"bce": _bce_loss, "lsgan": _lsgan_loss}
+REAL, FAKE = 1.0, 0.0
 
 
 def discriminator_losses(discriminator: nn.Module, source: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
-                         gan_loss: GanLoss) -> dict[str, torch.Tensor]:
-    """pix2pix backward_D: real pairs should look real, generated pairs fake; halved so D learns slower than G."""
+                         gan_loss: GanLoss, label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+    """pix2pix backward_D: real pairs should look real, generated pairs fake; halved so D learns slower than G.
+
+    `label_smoothing` > 0 is one-sided label smoothing (Salimans et al. 2016): real pairs aim at
+    1 - label_smoothing, so D is never rewarded for certainty about them and cannot drive its loss to 0.
+    Fake targets stay 0, since smoothing them would reward D for letting bad samples pass.
+    """
     # Fake: stop the gradient into G; this step only trains D.
-    loss_fake = gan_loss(discriminator(source, fake.detach()), False)
+    loss_fake = gan_loss(discriminator(source, fake.detach()), FAKE)
     # Real
-    loss_real = gan_loss(discriminator(source, real), True)
+    loss_real = gan_loss(discriminator(source, real), REAL - label_smoothing)
     return {"loss_D": 0.5 * (loss_fake + loss_real), "loss_D_fake": loss_fake, "loss_D_real": loss_real}
 
 
 def generator_losses(discriminator: nn.Module, source: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
                      gan_loss: GanLoss, lambda_l1: float) -> dict[str, torch.Tensor]:
     """pix2pix backward_G: first, G(A) should fake the discriminator; second, G(A) should equal B."""
-    loss_gan = gan_loss(discriminator(source, fake), True)
+    loss_gan = gan_loss(discriminator(source, fake), REAL)  # G aims at 1, never smoothed
     loss_l1 = F.l1_loss(fake, real)
     return {"loss_G": loss_gan + lambda_l1 * loss_l1, "loss_G_GAN": loss_gan, "loss_G_L1": loss_l1}
