@@ -9,6 +9,7 @@ Base folder layout (written atomically: a crash leaves the previous folder or no
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Sequence, TypeVar
 
@@ -81,11 +82,21 @@ def build_models(config: BaseTrainConfig) -> tuple[Generator, Discriminator]:
         return Generator.from_gan_config(config.generator), Discriminator.from_gan_config(config.discriminator)
 
 
+def state_dir_for(out_dir: str | Path) -> Path:
+    """Where a resumable base training keeps its state: beside the base folder it will write."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".state")
+
+
 def train_base(pairs_dir: str | Path, concepts: Sequence[str] | None, config: BaseTrainConfig, out_dir: str | Path,
-               overwrite: bool = False, progress: bool = True, callback: EvalCallback | None = None) -> list[dict]:
+               overwrite: bool = False, progress: bool = True, callback: EvalCallback | None = None,
+               resumable: bool = False, state_every: float = 300.0) -> list[dict]:
     """Train G and D from scratch on the pairs of `concepts` (ids or texts; None = all), save the base folder.
 
     Returns the training history. Also the recipe for "pix2pix from scratch" on a single concept.
+    resumable: keep the training state in `<out>.state/` (saved every `state_every` training seconds),
+    continue from it when a run with the same settings left one, and delete it once the base is
+    written; a longer `max_steps` / `max_seconds` extends a finished state's run.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:  # fail now, not after training
@@ -93,7 +104,11 @@ def train_base(pairs_dir: str | Path, concepts: Sequence[str] | None, config: Ba
     data = PairedData.load(pairs_dir, concepts)
     check_data_fits(config.generator, data)
     generator, discriminator = build_models(config)
-    trainer = Pix2PixTrainer(generator, discriminator, data, config.train, callback=callback, progress=progress)
+    state_dir = state_dir_for(out_dir) if resumable else None
+    trainer = Pix2PixTrainer(generator, discriminator, data, config.train, callback=callback, progress=progress,
+                             state_dir=None if state_dir is None else str(state_dir), state_every=state_every)
+    if trainer.resumed is not None and progress:
+        print(f"resuming from {state_dir} at step {trainer.step} ({trainer.seconds:.0f} s trained)")
     history = trainer.run_loop()
     if trainer.accelerator.is_main_process:
         meta = {"concepts": [{"id": c.id, "text": c.text} for c in data.concepts],
@@ -102,5 +117,7 @@ def train_base(pairs_dir: str | Path, concepts: Sequence[str] | None, config: Ba
                 "history": history}
         save_base(out_dir, trainer.unwrapped_generator, trainer.accelerator.unwrap_model(trainer.discriminator),
                   meta, overwrite=overwrite)
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return history

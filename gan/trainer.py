@@ -30,6 +30,7 @@ from gan.data import PairedData
 from gan.errors import GanError
 from gan.losses import GAN_LOSSES, discriminator_losses, generator_losses
 from gan.metrics import evaluate_pairs
+from gan.train_state import load_state, save_state
 
 EvalCallback = Callable[[int, dict], None]  # (step, record) after each evaluation, main process only
 CheckpointFn = Callable[[int, nn.Module, dict], None]  # (step, unwrapped generator, record), main process only
@@ -43,8 +44,12 @@ def _has_accelerator() -> bool:
 class Pix2PixTrainer:
     def __init__(self, generator: nn.Module, discriminator: nn.Module, data: PairedData, config: GanTrainConfig,
                  callback: EvalCallback | None = None, checkpoint_fn: CheckpointFn | None = None,
-                 progress: bool = True, accelerator: Accelerator | None = None):
+                 progress: bool = True, accelerator: Accelerator | None = None, state_dir: str | None = None,
+                 state_every: float = 300.0):
+        """state_dir: resume from the training state there, if any, and save it every `state_every`
+        training seconds and at the end (gan.train_state; single process)."""
         self.config, self.data, self.callback, self.checkpoint_fn = config, data, callback, checkpoint_fn
+        self.state_dir, self.state_every = state_dir, state_every
         # cpu=True without an accelerator too: accelerate only sets up multi-process CPU (gloo) when told "cpu".
         cpu = config.cpu or not _has_accelerator()
         self.accelerator = accelerator or Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
@@ -66,6 +71,7 @@ class Pix2PixTrainer:
         self.history: list[dict] = []
         self._loss_sums: dict[str, float] = {}
         self._loss_count = 0
+        self.resumed = load_state(state_dir, self) if state_dir is not None else None
 
     @property
     def unwrapped_generator(self) -> nn.Module:
@@ -77,7 +83,8 @@ class Pix2PixTrainer:
         fake = self.generator(source)  # (B, 3, H, W)
         # 1. D: real pairs real, generated pairs fake.
         self.opt_d.zero_grad(set_to_none=True)
-        d_losses = discriminator_losses(self.discriminator, source, real, fake, self.gan_loss)
+        d_losses = discriminator_losses(self.discriminator, source, real, fake, self.gan_loss,
+                                        self.config.label_smoothing)
         self.accelerator.backward(d_losses["loss_D"])
         self.opt_d.step()
         # 2. G: fool the (frozen) D and match the target.
@@ -129,6 +136,7 @@ class Pix2PixTrainer:
         self.discriminator.train()
         if not self.history:
             self.record()  # step 0: the starting point every comparison needs
+        saved_at = self.seconds
         with _progress_bar(cfg.max_steps, self.step, enabled=self.progress, max_seconds=cfg.max_seconds) as bar:
             while self.step < cfg.max_steps and not self._out_of_time():
                 t0 = time.perf_counter()
@@ -144,8 +152,13 @@ class Pix2PixTrainer:
                 if self.step in cfg.checkpoint_steps:
                     self.save_checkpoint(rec)
                 bar(self.step, losses, rec, seconds=self.seconds)
+                if self.state_dir is not None and self.seconds - saved_at >= self.state_every:
+                    save_state(self.state_dir, self)
+                    saved_at = self.seconds
         if self.history[-1]["step"] != self.step:
             self.record()
+        if self.state_dir is not None:
+            save_state(self.state_dir, self)
         return self.history
 
 

@@ -25,7 +25,8 @@ def build_base(config: BaseConfig, concepts: Sequence[str], progress: bool = Tru
     """Build missing pairs of `concepts`, train the base on them, write `config.out`; returns the history.
 
     Under `accelerate launch` the main process builds the pairs, then all processes train the
-    base together (data parallel through gan.trainer's accelerator).
+    base together (data parallel through gan.trainer's accelerator). A single-process run is
+    resumable: killed, it continues from its last saved state (`<out>.state/`) when rerun.
     """
     out = Path(config.out)
     if out.exists() and not config.overwrite:  # fail now, not after training
@@ -42,4 +43,4 @@ def build_base(config: BaseConfig, concepts: Sequence[str], progress: bool = Tru
         model = replace(model, generator=replace(model.generator, image_size=int(manifest["image_size"])))
     with torch_threads(config.threads):
         return train_base(config.pairs, [concept_id(t) for t in texts], model, out, overwrite=config.overwrite,
-                          progress=progress)
+                          progress=progress, resumable=ranks.world == 1)
