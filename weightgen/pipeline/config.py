@@ -106,8 +106,8 @@ class BaseStage(Config):
     concepts: list[str] = field(default_factory=list)  # train on exactly these instead of the k-means pick
     select_seed: int = 0  # k-means seed
     threads: int = 0  # torch CPU threads (0: torch's default); does not change the result
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # image_size follows [pairs]
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    generator: GeneratorConfig = field(default_factory=lambda: default_base_train().generator)  # image_size: [pairs]
+    discriminator: DiscriminatorConfig = field(default_factory=lambda: default_base_train().discriminator)
     train: GanTrainConfig = field(default_factory=lambda: default_base_train().train)
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gan.config import BaseTrainConfig, GanTrainConfig, GeneratorConfig, LoraSettings
+from gan.config import BaseTrainConfig, DiscriminatorConfig, GanTrainConfig, GeneratorConfig, LoraSettings
 from weightgen.config import Config
 from weightgen.errors import WeightgenError
 
@@ -27,7 +27,9 @@ def default_zoo_train() -> GanTrainConfig:
 
 
 def default_base_train() -> BaseTrainConfig:
-    return BaseTrainConfig(GeneratorConfig(image_size=64),
+    """The base recipe: a residual generator (it keeps the photo's detail) and a spectral-norm PatchGAN
+    (D and G stay balanced); both picked by measurement, docs/base_ablation.md."""
+    return BaseTrainConfig(GeneratorConfig(image_size=64, residual=True), DiscriminatorConfig(spectral_norm=True),
                            train=GanTrainConfig(batch_size=8, lr=2e-4, max_steps=DEFAULT_BASE_STEPS, eval_every=250))
 
 
