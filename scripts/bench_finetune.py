@@ -7,7 +7,8 @@ For the first --limit held-out concepts of the zoo, runs the real `weightgen.fin
 (the CLI's code path) on the zoo's own pairs of the concept, so its test pairs are exactly those
 the oracle (the concept's zoo LoRA) was measured on, with the default shipped base, generator and
 zoo reference unless given. Reports per concept and init: step-0 and best test L1 within the
-budget, the oracle's L1, and the training seconds at which the oracle's L1 was first reached.
+budget, the final L1 (does the curve turn back up before the budget ends?), the oracle's L1, and
+the training seconds at which the oracle's L1 was first reached.
 Resumable: a finished (concept, init) keeps its summary.json and is not rerun.
 """
 
@@ -61,6 +62,7 @@ def main() -> None:
             hit = next((r for r in history if r["metrics"]["l1"] <= oracle_l1), None)
             rows.append({"concept": c.text, "init": init, "oracle_l1": oracle_l1,
                          "step0_l1": summary["step0"]["l1"], "best_l1": summary["best"]["metrics"]["l1"],
+                         "final_l1": summary["final"]["metrics"]["l1"],
                          "steps": summary["steps"], "train_seconds": summary["train_seconds"],
                          "wall_seconds": summary["wall_seconds"],
                          "oracle_reached_at_s": hit["seconds"] if hit else None,
@@ -71,8 +73,8 @@ def main() -> None:
                                                    if hit else "not reached)"), flush=True)
     print()
     print(f"| init | concepts | oracle reached within {args.seconds:g} s | median seconds to oracle | "
-          "median best L1 / oracle L1 | median steps in budget |")
-    print("|---|---|---|---|---|---|")
+          "median best L1 / oracle L1 | final L1 within 2% of best | median steps in budget |")
+    print("|---|---|---|---|---|---|---|")
     for init in args.inits.split(","):
         sel = [r for r in rows if r["init"] == init]
         reached = [r["oracle_reached_at_s"] for r in sel if r["oracle_reached_at_s"] is not None]
@@ -81,6 +83,7 @@ def main() -> None:
         print(f"| {init} | {len(sel)} | {len(reached)}/{len(sel)} | "
               f"{'>' + format(args.seconds, 'g') if med == float('inf') else format(med, '.1f')} | "
               f"{statistics.median(r['best_l1'] / r['oracle_l1'] for r in sel):.3f} | "
+              f"{sum(r['final_l1'] <= 1.02 * r['best_l1'] for r in sel)}/{len(sel)} | "
               f"{statistics.median(r['steps'] for r in sel):.0f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -233,3 +233,20 @@ def test_pairs_at_another_image_size_are_refused(tiny_world, tmp_path):
     with pytest.raises(USER_ERRORS, match="'icy teal' is not in the pairs folder"):
         finetune(_config(tiny_world, tmp_path / "ft", init="zero", pairs=str(small), concept=HELDOUT[1]),
                  progress=False)
+
+
+def test_the_base_follows_the_init(tmp_path):
+    from weightgen.finetune.job import resolve_base
+    from weightgen.shipped import DEFAULT_BASE_DIR
+
+    gen = tmp_path / "generator"
+    (gen / "base").mkdir(parents=True)
+    (gen / "generator.json").write_text("{}")
+    for init in ("generated", "generated-ddim", "mean", "nearest", "nearest-noise"):
+        assert resolve_base(FinetuneConfig(concept="x", init=init, generator=str(gen))) == gen / "base"
+    assert resolve_base(FinetuneConfig(concept="x", init="zero", generator=str(gen))) == DEFAULT_BASE_DIR
+    assert resolve_base(FinetuneConfig(concept="x", init="mean", generator=str(gen), zoo=str(tmp_path))) == DEFAULT_BASE_DIR
+    given = FinetuneConfig(concept="x", init="generated", generator=str(gen), base=str(tmp_path / "mine"))
+    assert resolve_base(given) == tmp_path / "mine"
+    (gen / "base").rmdir()  # a generator without its own base: the shipped one
+    assert resolve_base(FinetuneConfig(concept="x", init="generated", generator=str(gen))) == DEFAULT_BASE_DIR

@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
             "out", "--out", "-o",
             help="Working folder: pairs/, adapter/ (the best adapter so far), history.json, summary.json, "
                  "curve.png, grid.png. Default: runs/finetune/<concept_id>."),
-        base: Path = _opt("base", "--base", help="Base GAN folder the LoRA sits on (default: the shipped one)."),
+        base: Optional[Path] = _opt(
+            "base", "--base", help="Base GAN folder the LoRA sits on. Default: the base the init was made for "
+            "(the generator's own base/ for generated, mean and nearest inits, when it has one), else the shipped one."),
         generator: Optional[Path] = _opt(
             "generator", "--generator",
             help="Weight generator folder for --init generated / generated-ddim (default: the shipped one)."),
@@ -80,7 +82,7 @@ def register(app: typer.Typer) -> None:
 
             load_style_image(style_image)
         config = FinetuneConfig(
-            concept=concept, seconds=seconds, init=init, out=_str(out), base=str(base),
+            concept=concept, seconds=seconds, init=init, out=_str(out), base=_str(base),
             generator=_str(generator), reference=_str(reference), zoo=_str(zoo), pairs=_str(pairs), editor=editor,
             n_train=n_train, n_test=n_test, photos=_str(photos), max_steps=max_steps, eval_every=eval_every, lr=lr,
             batch_size=batch_size, seed=seed, threads=threads, ddim_steps=ddim_steps, overwrite=overwrite,

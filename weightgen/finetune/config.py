@@ -12,7 +12,6 @@ from pathlib import Path
 from prompts.identity import concept_id, normalize_concept
 from weightgen.errors import WeightgenError
 from weightgen.pairs.editors import REGISTRY
-from weightgen.shipped import DEFAULT_BASE_DIR
 
 # The starts a fine-tune can take (weightgen.finetune.starts computes their weights), by name.
 INIT_KINDS: dict[str, str] = {
@@ -27,6 +26,7 @@ INIT_KINDS: dict[str, str] = {
 SUMMARY_FORMAT = "weightgen-finetune"
 ADAPTER_INIT = "adapter"  # summary["init_kind"] when the LoRA starts from an adapter folder
 GENERATED_KINDS = ("generated", "generated-ddim")
+REFERENCE_KINDS = ("mean", "nearest", "nearest-noise")  # from the zoo reference the generator shipped with
 OUTPUT_FILES = ("adapter", "history.json", "summary.json", "curve.png", "grid.png")
 
 
@@ -38,7 +38,10 @@ class FinetuneConfig:
     seconds: float = 60.0  # training budget in seconds (evaluation excluded): the product's promise
     init: str = "generated"  # a weightgen.finetune.starts.INIT_KINDS key, or a peft adapter folder to continue from
     out: str | None = None  # working folder; None = runs/finetune/<concept_id>
-    base: str = str(DEFAULT_BASE_DIR)  # base GAN folder (gan.base layout) the LoRA sits on
+    # base GAN folder (gan.base layout) the LoRA sits on; None = the base the init was made for: a generator
+    # folder's own base/ for the generated, mean and nearest kinds (weightgen.finetune.job.resolve_base), else
+    # the shipped base
+    base: str | None = None
     generator: str | None = None  # weight generator folder for the generated kinds; None = the shipped one
     reference: str | None = None  # zoo reference folder for mean / nearest*; None = the shipped one
     zoo: str | None = None  # or a zoo folder, reduced to a reference on the fly (instead of `reference`)

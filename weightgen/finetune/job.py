@@ -40,9 +40,10 @@ from gan.perceptual import StyleEmbedder
 from weightgen import __version__
 from weightgen.chunks.adapters import write_adapter
 from weightgen.errors import USER_ERRORS, WeightgenError
-from weightgen.finetune.config import OUTPUT_FILES, SUMMARY_FORMAT, FinetuneConfig
+from weightgen.finetune.config import GENERATED_KINDS, OUTPUT_FILES, REFERENCE_KINDS, SUMMARY_FORMAT, FinetuneConfig
 from weightgen.finetune.report import print_summary, write_before_after, write_curve
 from weightgen.finetune.starts import resolve_init
+from weightgen.generator.pipeline import resolve_generator_dir
 from weightgen.pairs.build import build_pairs
 from weightgen.pairs.config import PairsConfig
 from weightgen.shipped import DEFAULT_BASE_DIR
@@ -160,6 +161,28 @@ def concept_pairs(config: FinetuneConfig, out: Path, image_size: int, console=No
     return root
 
 
+def resolve_base(config: FinetuneConfig) -> Path:
+    """--base, else the base the init's LoRAs were made for, else the shipped base.
+
+    A generator folder may carry the base it was trained for in base/ (the shipped one does while
+    the shipped base is newer than it): the generated kinds and the mean / nearest kinds of its zoo
+    reference then sit on that base, so an init is never applied to a base it was not made for.
+    """
+    if config.base is not None:
+        return Path(config.base)
+    if config.init_kind in GENERATED_KINDS or (config.init_kind in REFERENCE_KINDS and config.zoo is None):
+        try:
+            own = resolve_generator_dir(config.generator) / "base"
+        except USER_ERRORS:
+            own = None  # no generator: the init itself will say so
+        if own is not None and own.is_dir():
+            return own
+    if not DEFAULT_BASE_DIR.is_dir():
+        raise WeightgenError(f"no --base given and the shipped base GAN is not installed at {DEFAULT_BASE_DIR}; "
+                             "pass --base DIR (a folder written by `weightgen train-base` or the zoo stage)")
+    return DEFAULT_BASE_DIR
+
+
 def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallback | None = None) -> dict:
     """Fine-tune a LoRA for `config.concept`; returns the summary (also <out>/summary.json).
 
@@ -175,10 +198,8 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
     torch.set_num_threads(config.threads)
     try:
         # 1. the base, then the init: everything that can refuse does so before pairs cost time.
-        if not Path(config.base).is_dir() and Path(config.base) == DEFAULT_BASE_DIR:
-            raise WeightgenError(f"no --base given and the shipped base GAN is not installed at {DEFAULT_BASE_DIR}; "
-                                 "pass --base DIR (a folder written by `weightgen train-base` or the zoo stage)")
-        generator, discriminator = load_base(config.base)
+        base_dir = resolve_base(config)
+        generator, discriminator = load_base(base_dir)
         # What adapters compare against when loaded (gan.lora.check_adapter_dir), computed, not trusted.
         sidecar = adapter_sidecar(generator)
         base_meta = {"fingerprint": sidecar["base_fingerprint"], "weights_hash": sidecar["base_weights_hash"]}
@@ -222,7 +243,7 @@ def finetune(config: FinetuneConfig, progress: bool = True, callback: EvalCallba
     summary = {
         "format": SUMMARY_FORMAT, "version": 1, "weightgen_version": __version__,
         "concept": pairs.text, "concept_id": pairs.id, "init": config.init, "init_kind": plan.kind,
-        "init_info": plan.info, "base": str(config.base), "base_fingerprint": base_meta["fingerprint"],
+        "init_info": plan.info, "base": str(base_dir), "base_fingerprint": base_meta["fingerprint"],
         "pairs": str(pairs_dir), "lora_params": count_lora_params(model),
         "step0": history[0]["metrics"],
         "best": {"step": best_rec["step"], "seconds": best_rec["seconds"], "metrics": best_rec["metrics"]},
