@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
             raise WeightgenError(f"output folder already exists: {out} (pass --overwrite to replace it)")
         from gan.io import read_json
         from weightgen.chunks.layout import ChunkLayout
-        from weightgen.generator.pipeline import WeightGenPipeline, write_adapters
+        from weightgen.generator.pipeline import WeightGenPipeline, generator_base_dir, write_adapters
 
         pipe = WeightGenPipeline.from_pretrained(generator, text_encoder_path=text_encoder_path, device=device)
         pipe.check_compatible(
@@ -177,3 +177,6 @@ def register(app: typer.Typer) -> None:
             print(f"{text!r} -> {path}")
         print(f"wrote {len(written)} adapter(s) to {out}: generation {gen_s:.3f} s "
               f"(load {load_s:.2f} s, total {time.perf_counter() - t0:.2f} s)")
+        own_base = generator_base_dir(generator)
+        if own_base is not None:  # not the shipped base: say which one the adapters belong on
+            print(f"they are LoRAs of the base GAN in {own_base}")

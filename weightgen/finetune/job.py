@@ -43,7 +43,7 @@ from weightgen.errors import USER_ERRORS, WeightgenError
 from weightgen.finetune.config import GENERATED_KINDS, OUTPUT_FILES, REFERENCE_KINDS, SUMMARY_FORMAT, FinetuneConfig
 from weightgen.finetune.report import print_summary, write_before_after, write_curve
 from weightgen.finetune.starts import resolve_init
-from weightgen.generator.pipeline import resolve_generator_dir
+from weightgen.generator.pipeline import generator_base_dir
 from weightgen.pairs.build import build_pairs
 from weightgen.pairs.config import PairsConfig
 from weightgen.shipped import DEFAULT_BASE_DIR
@@ -172,10 +172,10 @@ def resolve_base(config: FinetuneConfig) -> Path:
         return Path(config.base)
     if config.init_kind in GENERATED_KINDS or (config.init_kind in REFERENCE_KINDS and config.zoo is None):
         try:
-            own = resolve_generator_dir(config.generator) / "base"
+            own = generator_base_dir(config.generator)
         except USER_ERRORS:
             own = None  # no generator: the init itself will say so
-        if own is not None and own.is_dir():
+        if own is not None:
             return own
     if not DEFAULT_BASE_DIR.is_dir():
         raise WeightgenError(f"no --base given and the shipped base GAN is not installed at {DEFAULT_BASE_DIR}; "

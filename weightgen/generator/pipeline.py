@@ -66,6 +66,13 @@ def resolve_generator_dir(path: str | Path | None) -> Path:
     raise WeightgenError(f"not a generator folder: {path} has no {GENERATOR_FILE}")
 
 
+def generator_base_dir(path: str | Path | None = None) -> Path | None:
+    """The base GAN a generator folder carries in base/, if any: the base its LoRAs were made for,
+    shipped beside the generator while the package's own base is a newer one."""
+    own = resolve_generator_dir(path) / "base"
+    return own if own.is_dir() else None
+
+
 class WeightGenPipeline:
     """Model + frozen text encoder + chunk layout + noise process: concepts in, LoRA weights out."""
 
