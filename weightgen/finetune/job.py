@@ -40,11 +40,17 @@ from gan.perceptual import StyleEmbedder
 from weightgen import __version__
 from weightgen.chunks.adapters import write_adapter
 from weightgen.errors import USER_ERRORS, WeightgenError
-from weightgen.finetune.config import GENERATED_KINDS, OUTPUT_FILES, REFERENCE_KINDS, SUMMARY_FORMAT, FinetuneConfig
+from weightgen.finetune.config import (
+    GENERATED_KINDS,
+    OUTPUT_FILES,
+    REFERENCE_KINDS,
+    SUMMARY_FORMAT,
+    FinetuneConfig,
+)
 from weightgen.finetune.report import print_summary, write_before_after, write_curve
 from weightgen.finetune.starts import resolve_init
 from weightgen.generator.pipeline import generator_base_dir
-from weightgen.pairs.build import build_pairs
+from weightgen.pairs.build import build_concept_pairs
 from weightgen.pairs.config import PairsConfig
 from weightgen.shipped import DEFAULT_BASE_DIR
 
@@ -146,14 +152,7 @@ def concept_pairs(config: FinetuneConfig, out: Path, image_size: int, console=No
         pairs_config = PairsConfig(out=str(root), editor=config.editor, image_size=image_size, n_train=config.n_train,
                                    n_test=config.n_test, seed=config.seed, sources=config.photos,
                                    overwrite=config.overwrite, editor_options=dict(config.editor_options))
-        try:
-            build_pairs([config.concept], pairs_config)
-        except (*USER_ERRORS, KeyboardInterrupt):
-            raise
-        except Exception as e:  # noqa: BLE001  an editor failing on this concept: one line, not its traceback
-            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            raise WeightgenError(f"editor {config.editor!r} could not make pairs for {config.concept!r}: "
-                                 f"{type(e).__name__}: {first}") from None
+        build_concept_pairs(config.concept, pairs_config)
     pairs = load_concept(root, config.concept)
     size = tuple(pairs.test_source.shape[2:])
     if size != (image_size, image_size):

@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -177,6 +178,18 @@ def build_pairs(
         resumed=[concept_id(t) for t in done],
         skipped_images=len(sources.skipped),
     )
+
+
+def build_concept_pairs(text: str, config: PairsConfig) -> BuildReport:
+    """build_pairs for one concept a user typed: an editor that fails on it is one line, not its traceback."""
+    try:
+        return build_pairs([text], config)
+    except (*USER_ERRORS, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001  any editor error on this concept: say which editor and why
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise WeightgenError(f"editor {config.editor!r} could not make pairs for {text!r}: "
+                             f"{type(e).__name__}: {first}") from None
 
 
 def test_crops(source: torch.Tensor, target: torch.Tensor, config: PairsConfig) -> tuple[torch.Tensor, torch.Tensor]:
