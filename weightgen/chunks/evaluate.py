@@ -42,7 +42,10 @@ class AdapterEvaluator:
     def from_zoo(cls, zoo_dir: str | Path, pairs_dir: str | Path | None = None, base_dir: str | Path | None = None,
                  device: str = "cpu") -> AdapterEvaluator:
         """Base, pairs and adapter config as the zoo manifest records them (overridable when moved)."""
-        checkpoints, manifest = zoo_checkpoints(zoo_dir, "train")
+        try:
+            checkpoints, manifest = zoo_checkpoints(zoo_dir, "train")
+        except WeightgenError:  # a zoo of held-out oracles only: any checkpoint gives the adapter config
+            checkpoints, manifest = zoo_checkpoints(zoo_dir, "heldout")
         _, config = read_adapter(Path(zoo_dir) / checkpoints[0].path)
         return cls(base_dir or manifest["base"], pairs_dir or manifest["pairs"], config, device)
 
