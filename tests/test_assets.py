@@ -3,7 +3,6 @@
 import pytest
 
 from gan.io import read_json
-from weightgen.generator.pipeline import generator_base_dir
 from weightgen.shipped import (
     DEFAULT_BASE_DIR,
     DEFAULT_GENERATOR_DIR,
@@ -19,8 +18,7 @@ def test_shipped_artifacts_belong_together_and_fit_the_size_limit():
     from weightgen.generator.pipeline import WeightGenPipeline
 
     pipe = WeightGenPipeline.from_pretrained()
-    own_base = generator_base_dir() or DEFAULT_BASE_DIR  # the base its LoRAs were made for
-    pipe.check_compatible(base=read_json(own_base / "weightgen.json"))  # raises on a mismatch
+    pipe.check_compatible(base=read_json(DEFAULT_BASE_DIR / "weightgen.json"))  # raises on a mismatch
     ref = ZooReference.load()
     assert ref.layout.fingerprint == pipe.layout.fingerprint and len(ref.texts) == ref.final.shape[0] >= 16
     assert not set(pipe.info["validation_concepts"]) & set(pipe.info["concepts"])
@@ -39,7 +37,7 @@ def test_cli_init_with_no_paths_writes_an_adapter_peft_loads(tmp_path, capsys):
         main(["init", "--concept", "van gogh style", "--out", str(tmp_path / "vg")])
     assert e.value.code in (0, None), capsys.readouterr().err
     assert "generation" in capsys.readouterr().out
-    generator, _ = load_base(generator_base_dir() or DEFAULT_BASE_DIR)
+    generator, _ = load_base(DEFAULT_BASE_DIR)
     model = PeftModel.from_pretrained(generator, str(tmp_path / "vg"))
     assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) == 34048
 
@@ -55,7 +53,6 @@ def test_cli_finetune_with_no_paths_runs_on_the_shipped_defaults(tmp_path, capsy
     assert e.value.code in (0, None), capsys.readouterr().err
     summary = read_json(out / "summary.json")
     assert summary["init_kind"] == "generated" and summary["steps"] == 2
-    assert summary["base"] == str(generator_base_dir() or DEFAULT_BASE_DIR)  # the base the generator was made for
     assert all((out / name).exists() for name in ("adapter", "curve.png", "grid.png"))
     for init in ("mean", "nearest"):  # the shipped zoo reference serves the baselines
         with pytest.raises(SystemExit) as e:
