@@ -27,9 +27,9 @@ def default_zoo_train() -> GanTrainConfig:
 
 
 def default_base_train() -> BaseTrainConfig:
-    """The base recipe: a residual generator (it keeps the photo's detail) and a spectral-norm PatchGAN
-    (D and G stay balanced); both picked by measurement, docs/base_ablation.md."""
-    return BaseTrainConfig(GeneratorConfig(image_size=64, residual=True), DiscriminatorConfig(spectral_norm=True),
+    """The base recipe: a spectral-norm PatchGAN (D and G stay balanced). Not the residual generator:
+    its own output is better, but LoRAs on it learn far less (docs/base_ablation.md)."""
+    return BaseTrainConfig(GeneratorConfig(image_size=64), DiscriminatorConfig(spectral_norm=True),
                            train=GanTrainConfig(batch_size=8, lr=2e-4, max_steps=DEFAULT_BASE_STEPS, eval_every=250))
 
 
