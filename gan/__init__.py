@@ -8,6 +8,9 @@ Modules, one job each:
   data          PairedData: the pairs folder in memory, a fast seeded sampler
   lora          peft LoRA: add_lora / save_adapter / load_adapter / fingerprint
   trainer       Pix2PixTrainer on accelerate (base, LoRA or from-scratch training)
+  multi_lora    MultiLoraGenerator / multi_discriminate: C concepts' LoRAs and Ds in one batched pass
+  multi_trainer MultiLoraTrainer: C concepts' LoRAs trained at once, each as if alone; slots refill
+  convergence   when a LoRA run saves and stops: fixed steps, or a plateau of its validation L1
   base          train_base / load_base: the base folder
   lora_training train_lora: one concept's LoRA on the frozen base
   metrics       L1 / PSNR / SSIM, FID / KID with local Inception weights

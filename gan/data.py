@@ -157,6 +157,13 @@ class PairedData:
         return PairSampler(self.train_source, self.train_target, batch_size, seed, flip, device,
                            size=self.image_shape[1:])
 
+    def fixed_train_crops(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` fixed crops of the train canvases (cycling through them), at the test images' size, no flips;
+        float [-1, 1]. The same crops for the same seed: a validation set that never touches the test pairs."""
+        idx = torch.arange(n) % self.n_train
+        return paired_crops(to_float(self.train_source[idx]), to_float(self.train_target[idx]), self.image_shape[1:],
+                            torch.Generator().manual_seed(seed), flip=False)
+
     def test_batches(self, batch_size: int, device: str | torch.device = "cpu",
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Test pairs in order, float [-1, 1], no augmentation."""

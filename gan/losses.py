@@ -1,7 +1,8 @@
 """pix2pix losses: a conditional GAN term plus lambda * L1, as loss dicts.
 
 The two step functions follow pix2pix's backward_D / backward_G; the trainer calls backward on
-the "loss_D" / "loss_G" entries and logs the rest.
+the "loss_D" / "loss_G" entries and logs the rest. Their `*_terms` halves start from D's patch
+logits, for the batched trainer (gan.multi_trainer), which runs every slot's D in one pass.
 """
 
 from __future__ import annotations
@@ -37,16 +38,28 @@ def discriminator_losses(discriminator: nn.Module, source: torch.Tensor, real: t
     1 - label_smoothing, so D is never rewarded for certainty about them and cannot drive its loss to 0.
     Fake targets stay 0, since smoothing them would reward D for letting bad samples pass.
     """
-    # Fake: stop the gradient into G; this step only trains D.
-    loss_fake = gan_loss(discriminator(source, fake.detach()), FAKE)
-    # Real
-    loss_real = gan_loss(discriminator(source, real), REAL - label_smoothing)
+    # Fake first (stop the gradient into G: this step only trains D), then real.
+    fake_logits = discriminator(source, fake.detach())
+    return discriminator_loss_terms(fake_logits, discriminator(source, real), gan_loss, label_smoothing)
+
+
+def discriminator_loss_terms(fake_logits: torch.Tensor, real_logits: torch.Tensor, gan_loss: GanLoss,
+                             label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+    """`discriminator_losses` from D's patch logits on the (source, fake) and (source, real) pairs."""
+    loss_fake = gan_loss(fake_logits, FAKE)
+    loss_real = gan_loss(real_logits, REAL - label_smoothing)
     return {"loss_D": 0.5 * (loss_fake + loss_real), "loss_D_fake": loss_fake, "loss_D_real": loss_real}
 
 
 def generator_losses(discriminator: nn.Module, source: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
                      gan_loss: GanLoss, lambda_l1: float) -> dict[str, torch.Tensor]:
     """pix2pix backward_G: first, G(A) should fake the discriminator; second, G(A) should equal B."""
-    loss_gan = gan_loss(discriminator(source, fake), REAL)  # G aims at 1, never smoothed
+    return generator_loss_terms(discriminator(source, fake), real, fake, gan_loss, lambda_l1)
+
+
+def generator_loss_terms(fake_logits: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, gan_loss: GanLoss,
+                         lambda_l1: float) -> dict[str, torch.Tensor]:
+    """`generator_losses` from D's patch logits on the (source, fake) pairs."""
+    loss_gan = gan_loss(fake_logits, REAL)  # G aims at 1, never smoothed
     loss_l1 = F.l1_loss(fake, real)
     return {"loss_G": loss_gan + lambda_l1 * loss_l1, "loss_G_GAN": loss_gan, "loss_G_L1": loss_l1}

@@ -6,7 +6,7 @@ import click
 import pytest
 import typer
 
-from gan.config import LoraSettings
+from gan.config import ConvergenceConfig, LoraSettings
 from prompts.build import BuildConfig
 from weightgen.bench.config import BenchConfig
 from weightgen.cli import app
@@ -32,7 +32,8 @@ VERBS = {
     ("train-base",): ([default_base_train().train, default_base_train().generator], {"steps": "max_steps"}),
     ("zoo", "base"): ([default_base_train().train, default_base_train().generator], {"steps": "max_steps"}),
     ("train-lora",): ([default_zoo_train(), LoraSettings()], {"steps": "max_steps"}),
-    ("zoo", "build"): ([ZooConfig, default_zoo_train(), LoraSettings()], {"steps": "max_steps"}),
+    ("zoo", "build"): ([ZooConfig, default_zoo_train(), LoraSettings(), ConvergenceConfig],
+                       {"steps": "max_steps", "check_every": "every"}),
     ("prompts", "build"): ([BuildConfig()], {}),
 }
 

@@ -41,10 +41,10 @@ def inputs(tmp_path_factory):
     return root / "base", pairs
 
 
-def zoo_args(zoo, base, pairs) -> list[str]:
+def zoo_args(zoo, base, pairs, per_pass: int = 1) -> list[str]:
     args = ["zoo", "build", "-o", zoo, "--base", base, "--pairs", pairs, "--steps", 4, "--k", 2,
             "--checkpoint-window", 0.5, "--rank", 2, "--batch-size", 4, "--eval-every", 0, "--cpu", "--no-progress",
-            "--heldout-concept", TEXTS[-1]]
+            "--heldout-concept", TEXTS[-1], "--concepts-per-pass", per_pass]
     for t in TEXTS[:-1]:
         args += ["--concept", t]
     return [str(a) for a in args]
@@ -56,24 +56,25 @@ def test_shard_by_index():
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9_mid_concept(inputs, tmp_path):
+@pytest.mark.parametrize("per_pass", [1, 2], ids=["one-at-a-time", "2-per-pass"])
+def test_resume_after_kill_9_mid_concept(inputs, tmp_path, per_pass):
     base, pairs = inputs
     zoo = tmp_path / "zoo"
     victim = ZooConcept(TEXTS[1]).id
     # A child process that SIGKILLs itself while the second concept's adapters sit in their temporary folder.
     script = textwrap.dedent(f"""
         import os, signal, sys
-        import weightgen.zoo.build as build
+        import weightgen.zoo.store as store
         from weightgen.cli import main
-        real = build.checkpoint_record
+        real = store.checkpoint_record
         def record(zoo, folder, cid, index):
             if cid == {victim!r}:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(zoo, folder, cid, index)
-        build.checkpoint_record = record
+        store.checkpoint_record = record
         main(sys.argv[1:])
     """)
-    proc = subprocess.run([sys.executable, "-c", script, *zoo_args(zoo, base, pairs)], env=ENV,
+    proc = subprocess.run([sys.executable, "-c", script, *zoo_args(zoo, base, pairs, per_pass)], env=ENV,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     first = ZooConcept(TEXTS[0]).id
@@ -84,7 +85,7 @@ def test_resume_after_kill_9_mid_concept(inputs, tmp_path):
     config = ZooConfig(out=str(zoo), base=str(base), pairs=str(pairs),
                        lora=LoraSettings(rank=2, alpha=2.0, rank_pattern=default_rank_pattern(2)),
                        train=GanTrainConfig(batch_size=4, lr=1e-3, lr_d=2e-4, max_steps=4, eval_every=0, cpu=True),
-                       k=2, checkpoint_window=0.5)
+                       k=2, checkpoint_window=0.5, concepts_per_pass=per_pass)
     plan = [ZooConcept(t) for t in TEXTS[:-1]] + [ZooConcept(TEXTS[-1], "heldout")]
     report = build_zoo(config, plan, progress=False, log=messages.append)
     assert report.skipped == [first] and report.built == [c.id for c in plan[1:]] and report.rebuilt == []
@@ -93,7 +94,8 @@ def test_resume_after_kill_9_mid_concept(inputs, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_cpu_ranks_with_accelerate_launch(inputs, tmp_path):
+@pytest.mark.parametrize("per_pass", [1, 2], ids=["one-at-a-time", "2-per-pass"])
+def test_two_cpu_ranks_with_accelerate_launch(inputs, tmp_path, per_pass):
     base, pairs = inputs
     zoo = tmp_path / "zoo"
     with socket.socket() as s:  # a free port: other jobs on this machine may hold accelerate's default
@@ -101,7 +103,7 @@ def test_two_cpu_ranks_with_accelerate_launch(inputs, tmp_path):
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(port), "-m", "weightgen", *zoo_args(zoo, base, pairs)]
+           "--main_process_port", str(port), "-m", "weightgen", *zoo_args(zoo, base, pairs, per_pass)]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = read_manifest(zoo)

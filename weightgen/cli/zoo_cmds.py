@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prompts import load_prompt_set
+from gan.config import ConvergenceConfig
 from weightgen.cli.gan_cmds import Precision, lora_settings, print_metrics
 from weightgen.cli.options import default, option
 from weightgen.errors import USER_ERRORS
@@ -33,6 +34,10 @@ def _base(field: str, *param_decls: str, **kwargs):
 
 def _zoo(field: str, *param_decls: str, **kwargs):
     return option(ZooConfig, field, *param_decls, **kwargs)
+
+
+def _converge(field: str, *param_decls: str, **kwargs):
+    return option(ConvergenceConfig, field, *param_decls, **kwargs)
 
 
 def _pairs(field: str, *param_decls: str, **kwargs):
@@ -209,6 +214,12 @@ def register(app: typer.Typer) -> None:
         seed: int = _zoo("train.seed", help="Seed of the batch order."),
         threads: int = _zoo("threads", help="torch CPU threads per rank (0: torch's default); 1 is fastest when ranks share cores."),
         cpu: bool = _zoo("train.cpu", help="Train on the CPU even when a GPU is present."),
+        concepts_per_pass: int = _zoo("concepts_per_pass", help="Concepts trained together in one batched pass per rank (one shared base forward, per-concept LoRAs and discriminators); 1: one at a time."),
+        converge: bool = typer.Option(False, "--converge/--fixed-steps", help="Stop each concept once its L1 on fixed crops of its train canvases plateaus (at most --steps), then keep --k checkpoints over the last --checkpoint-window of its run."),
+        check_every: int = _converge("every", "--check-every", help="--converge: steps between two checks."),
+        patience: int = _converge("patience", help="--converge: checks in a row without an improvement that mean converged."),
+        min_delta: float = _converge("min_delta", help="--converge: an improvement is a drop of at least this fraction of the best L1."),
+        min_steps: int = _converge("min_steps", help="--converge: never converged before this step."),
         editor: EditorName = EDITOR_OPT,
         image_size: int = IMAGE_SIZE_OPT,
         n_pairs_train: int = N_PAIRS_TRAIN_OPT,
@@ -234,7 +245,9 @@ def register(app: typer.Typer) -> None:
                           eval_every=eval_every, seed=seed, cpu=cpu),
             k=k, checkpoint_window=checkpoint_window, splits=splits, build_pairs=build_pairs,
             pairs_settings=_pairs_settings(editor, image_size, n_pairs_train, n_pairs_test, pairs_seed),
-            threads=threads or None, overwrite=overwrite)
+            threads=threads or None, overwrite=overwrite, concepts_per_pass=concepts_per_pass,
+            convergence=ConvergenceConfig(every=check_every, patience=patience, min_delta=min_delta,
+                                          min_steps=min_steps) if converge else None)
 
         def plan() -> list:
             if concept or heldout_concept:

@@ -6,8 +6,10 @@ The run, in order (see store.py for the folder layout and ranks.py for the multi
   1. main process: check the base, build missing pairs, drop stale temporaries and damaged
      concepts (each named in an `error:` line), write plan.json with the to-do list and a
      manifest of what is already complete;
-  2. barrier; every rank trains to-do concepts rank, rank + world, ... single-process; each
-     concept is written to a temporary folder and renamed into place with its entry.json;
+  2. barrier; every rank trains to-do concepts rank, rank + world, ... single-process, one at a
+     time (gan.trainer) or, with `concepts_per_pass` > 1 or a convergence rule, several per batched
+     pass (weightgen.zoo.batched); each concept is written to a temporary folder and renamed into
+     place with its entry.json;
   3. barrier; the main process rebuilds manifest.json from the entries.
 Kill it at any point and rerun the same command: complete concepts are skipped, nothing is
 duplicated, and nothing half-written is ever listed.
@@ -16,7 +18,6 @@ duplicated, and nothing half-written is ever listed.
 from __future__ import annotations
 
 import copy
-import errno
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,17 +38,19 @@ from gan.io import atomic_dir, read_json, write_json
 from gan.lora import count_lora_params
 from gan.lora_training import adapter_checkpoints, train_lora
 from weightgen.errors import WeightgenError
+from weightgen.zoo.batched import train_batched
 from weightgen.zoo.config import ZooConfig
 from weightgen.zoo.inputs import BaseModels, ensure_pairs, pairs_settings_of
 from weightgen.zoo.plan import ZooConcept, check_plan
 from weightgen.zoo.ranks import Ranks, StoreBarrier, rank_local, torch_threads
 from weightgen.zoo.store import (
     ENTRY,
-    ENTRY_FORMAT,
     PLAN,
+    adapter_meta,
     check_entry,
-    checkpoint_record,
+    concept_entry,
     manifest_from_entries,
+    raise_if_disk_full,
     read_plan,
     remove_concept,
     remove_stale_temporaries,
@@ -96,12 +99,15 @@ def build_zoo(config: ZooConfig, concepts: Concepts, progress: bool = True, on_c
         by_id = {c.id: c for c in plan}
         mine = [by_id[cid] for cid in ranks.shard(todo)]
         with _ZooProgress(len(plan), zoo, plan, config.train.max_steps, progress and ranks.is_main) as bar:
-            for concept in mine:
-                entry = train_concept(concept, base, config, bar.callback(concept), ranks.rank)
+            if config.batched:
+                done = train_batched(mine, base, config, bar.callback, ranks.rank)
+            else:  # one concept at a time, each on its own Pix2PixTrainer
+                done = ((c, train_concept(c, base, config, bar.callback(c), ranks.rank)) for c in mine)
+            for concept, entry in done:
                 report.built.append(concept.id)
                 line = (f"{concept.split} concept {concept.text!r} done on rank {ranks.rank}: test L1 "
                         f"{entry['final_metrics']['l1']:.4f} (base {entry['base_metrics']['l1']:.4f}) in "
-                        f"{entry['seconds']:.0f} s")
+                        f"{entry['seconds']:.0f} s, {entry['history'][-1]['step']} steps")
                 if bar.enabled:
                     bar.print(line)
                 else:
@@ -196,7 +202,7 @@ def _write_manifest(config: ZooConfig, base: BaseModels, plan: Sequence[ZooConce
     try:
         write_manifest(zoo, manifest)
     except OSError as e:
-        _raise_if_disk_full(e, f"{zoo}/manifest.json", "the previous manifest was kept")
+        raise_if_disk_full(e, f"{zoo}/manifest.json", "the previous manifest was kept")
         raise
     return manifest
 
@@ -206,8 +212,7 @@ def train_concept(concept: ZooConcept, base: BaseModels, config: ZooConfig, call
     zoo = Path(config.out)
     data = PairedData.load(config.pairs, [concept.id])
     generator, discriminator = copy.deepcopy(base.generator), copy.deepcopy(base.discriminator)
-    meta = {"concept": concept.id, "concept_text": concept.text, "split": concept.split, "seed": config.train.seed,
-            "lora_init_seed": config.lora.init_seed}
+    meta = adapter_meta(concept, config.train.seed, config.lora.init_seed)
     t0 = time.perf_counter()
     try:
         with atomic_dir(zoo / concept.id, overwrite=True) as tmp:
@@ -216,23 +221,13 @@ def train_concept(concept: ZooConcept, base: BaseModels, config: ZooConfig, call
             saved = sorted(p.name for p in tmp.glob("ckpt-*"))
             if len(saved) != config.k:
                 raise RuntimeError(f"expected {config.k} checkpoints of {concept.id}, the trainer saved {saved}")
-            entry = {"format": ENTRY_FORMAT, "version": 1, "id": concept.id, "text": concept.text,
-                     "split": concept.split, "rank": rank, "seconds": round(time.perf_counter() - t0, 2),
-                     "train_seconds": history[-1]["seconds"], "lora_params": count_lora_params(model),
-                     "base_metrics": history[0]["metrics"], "final_metrics": history[-1]["metrics"],
-                     "checkpoints": [checkpoint_record(zoo, tmp, concept.id, i) for i in range(config.k)],
-                     "history": history}
+            entry = concept_entry(zoo, tmp, concept, config.k, rank, time.perf_counter() - t0,
+                                  count_lora_params(model), history)
             write_json(tmp / ENTRY, entry)  # last: its presence means the concept is complete
     except OSError as e:
-        _raise_if_disk_full(e, f"zoo concept {concept.id} into {zoo}", "its temporary folder was removed")
+        raise_if_disk_full(e, f"zoo concept {concept.id} into {zoo}", "its temporary folder was removed")
         raise
     return entry
-
-
-def _raise_if_disk_full(error: OSError, what: str, cleanup: str) -> None:
-    if error.errno == errno.ENOSPC:
-        raise WeightgenError(f"disk full while writing {what} ({error.strerror}); {cleanup} and nothing partial is "
-                             "listed: free space and rerun to resume") from None
 
 
 class _ZooProgress:

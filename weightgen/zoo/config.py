@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gan.config import BaseTrainConfig, DiscriminatorConfig, GanTrainConfig, GeneratorConfig, LoraSettings
+from gan.config import (
+    BaseTrainConfig,
+    ConvergenceConfig,
+    DiscriminatorConfig,
+    GanTrainConfig,
+    GeneratorConfig,
+    LoraSettings,
+)
+from gan.convergence import late_steps, run_length
+from gan.errors import GanError
 from weightgen.config import Config
 from weightgen.errors import WeightgenError
 
@@ -47,15 +56,12 @@ def checkpoint_steps(max_steps: int, k: int, window: float) -> tuple[int, ...]:
     """K steps spread evenly over the last `window` fraction of training, the last one at `max_steps`.
 
     Late steps only: the zoo wants K samples of a converged LoRA (p-diff's recipe), not its warm-up.
+    The rule is gan.convergence.late_steps, which a convergence schedule also places its K by.
     """
-    if k == 1:
-        return (max_steps,)
-    start = max_steps * (1.0 - window)
-    steps = tuple(sorted({round(start + (max_steps - start) * i / (k - 1)) for i in range(k)}))
-    if len(steps) < k or steps[0] < 1:
-        raise WeightgenError(f"cannot place k={k} distinct checkpoints in the last {window:.0%} of {max_steps} steps "
-                             f"(got {list(steps)}); raise the steps or `checkpoint_window`, or lower k")
-    return steps
+    try:
+        return late_steps(max_steps, k, window)
+    except GanError as e:
+        raise WeightgenError(str(e)) from None
 
 
 @dataclass
@@ -75,6 +81,13 @@ class ZooConfig:
     threads: int | None = 1  # torch threads per rank on CPU (None: torch's default); 1: fastest when ranks share cores
     barrier_timeout: float = 24 * 3600.0  # seconds a rank waits for the others (the slowest shard) before failing
     overwrite: bool = False  # start over when the folder holds a zoo built with other settings
+    # Concepts trained together in one batched pass (gan.multi_trainer: one shared base forward, per-concept
+    # LoRA deltas and discriminators); a concept trains as it would alone. 1: one at a time (gan.trainer).
+    concepts_per_pass: int = 1
+    # Stop each concept once its L1 on fixed crops of its own train canvases plateaus, then keep K checkpoints
+    # over the last `checkpoint_window` of that run (gan.convergence); at most `train.max_steps`. None: exactly
+    # `train.max_steps` steps.
+    convergence: ConvergenceConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("out", "base", "pairs"):
@@ -95,14 +108,36 @@ class ZooConfig:
         _check(isinstance(self.pairs_settings, dict), f"`pairs_settings` should be a dict, got {self.pairs_settings!r}")
         _check(self.barrier_timeout > 0, f"`barrier_timeout` should be positive seconds, got {self.barrier_timeout!r}")
         _check_threads(self.threads)
+        _check(isinstance(self.concepts_per_pass, int) and not isinstance(self.concepts_per_pass, bool)
+               and self.concepts_per_pass > 0,
+               f"`concepts_per_pass` should be a positive integer, got {self.concepts_per_pass!r}")
+        _check(self.convergence is None or isinstance(self.convergence, ConvergenceConfig),
+               f"`convergence` should be a ConvergenceConfig or None, got {type(self.convergence).__name__}")
+        _check(not self.batched or self.train.mixed_precision != "fp16",
+               "the batched zoo path (concepts_per_pass > 1 or a convergence rule) supports mixed_precision "
+               f"'no' or 'bf16', got {self.train.mixed_precision!r}")
         # Validated now, not after an hour of training: K distinct late steps must exist.
         self.train = replace(self.train, checkpoint_steps=checkpoint_steps(self.train.max_steps, self.k,
                                                                            self.checkpoint_window))
+        if self.convergence is not None:  # the shortest run convergence allows must hold K too
+            checkpoint_steps(run_length(min(self.convergence.min_steps, self.train.max_steps), self.checkpoint_window),
+                             self.k, self.checkpoint_window)
+
+    @property
+    def batched(self) -> bool:
+        """Trained by gan.multi_trainer (several concepts per pass, or stopped at convergence), not gan.trainer."""
+        return self.concepts_per_pass > 1 or self.convergence is not None
 
     def settings(self) -> dict:
         """What must match for a zoo folder to be resumed: anything here changes the adapters."""
         train = {k: v for k, v in self.train.to_dict().items() if k not in ("cpu", "eval_every")}
-        return {"lora": self.lora.to_dict(), "train": train, "k": self.k, "checkpoint_window": self.checkpoint_window}
+        settings = {"lora": self.lora.to_dict(), "train": train, "k": self.k,
+                    "checkpoint_window": self.checkpoint_window}
+        # Only when set, so a zoo built before the option existed still resumes. concepts_per_pass is not
+        # here: a concept's adapters are the same in a pass of one or of many (up to float rounding).
+        if self.convergence is not None:
+            settings["convergence"] = self.convergence.to_dict()
+        return settings
 
 
 @dataclass

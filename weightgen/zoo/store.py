@@ -15,6 +15,7 @@ file. The sha256 in entry.json catches adapter files damaged afterwards (truncat
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from collections.abc import Sequence
@@ -45,6 +46,29 @@ def checkpoint_record(zoo_root: Path, concept_dir: Path, cid: str, index: int) -
     weights = folder / ADAPTER_WEIGHTS
     return {"path": f"{cid}/ckpt-{index}", "step": sidecar["step"], "metrics": sidecar["metrics"],
             "sha256": sha256_file(weights), "bytes": weights.stat().st_size}
+
+
+def adapter_meta(concept: ZooConcept, seed: int, lora_init_seed: int) -> dict:
+    """What every checkpoint's sidecar says about its concept (gan.lora_training.adapter_checkpoints adds the rest)."""
+    return {"concept": concept.id, "concept_text": concept.text, "split": concept.split, "seed": seed,
+            "lora_init_seed": lora_init_seed}
+
+
+def concept_entry(zoo_root: Path, concept_dir: Path, concept: ZooConcept, k: int, rank: int, seconds: float,
+                  lora_params: int, history: list[dict], extra: dict | None = None) -> dict:
+    """A concept's entry.json: its checkpoints (read back from `concept_dir`), metrics, history, + `extra`."""
+    return {"format": ENTRY_FORMAT, "version": 1, "id": concept.id, "text": concept.text, "split": concept.split,
+            "rank": rank, "seconds": round(seconds, 2), "train_seconds": history[-1]["seconds"],
+            "lora_params": lora_params, "base_metrics": history[0]["metrics"], "final_metrics": history[-1]["metrics"],
+            "checkpoints": [checkpoint_record(zoo_root, concept_dir, concept.id, i) for i in range(k)],
+            "history": history, **(extra or {})}
+
+
+def raise_if_disk_full(error: OSError, what: str, cleanup: str) -> None:
+    """A full disk as the one-line user error that says what was kept; other OS errors pass through."""
+    if error.errno == errno.ENOSPC:
+        raise WeightgenError(f"disk full while writing {what} ({error.strerror}); {cleanup} and nothing partial is "
+                             "listed: free space and rerun to resume") from None
 
 
 @dataclass
