@@ -160,9 +160,7 @@ class PairedData:
     def fixed_train_crops(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`n` fixed crops of the train canvases (cycling through them), at the test images' size, no flips;
         float [-1, 1]. The same crops for the same seed: a validation set that never touches the test pairs."""
-        idx = torch.arange(n) % self.n_train
-        return paired_crops(to_float(self.train_source[idx]), to_float(self.train_target[idx]), self.image_shape[1:],
-                            torch.Generator().manual_seed(seed), flip=False)
+        return fixed_crops(self.train_source, self.train_target, n, self.image_shape[1:], seed)
 
     def test_batches(self, batch_size: int, device: str | torch.device = "cpu",
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -170,6 +168,14 @@ class PairedData:
         for i in range(0, self.n_test, batch_size):
             yield (to_float(self.test_source[i:i + batch_size].to(device)),
                    to_float(self.test_target[i:i + batch_size].to(device)))
+
+
+def fixed_crops(source: torch.Tensor, target: torch.Tensor, n: int, size: tuple[int, int],
+                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` seeded crops of uint8 canvases (cycling through them), resized to `size`, no flips; float [-1, 1]."""
+    idx = torch.arange(n) % len(source)
+    return paired_crops(to_float(source[idx]), to_float(target[idx]), tuple(size), torch.Generator().manual_seed(seed),
+                        flip=False)
 
 
 def paired_crops(source: torch.Tensor, target: torch.Tensor, size: tuple[int, int], generator: torch.Generator,

@@ -54,8 +54,7 @@ def zoo_config(args: argparse.Namespace) -> ZooConfig:
     config = ZooConfig(out=str(Path(args.work) / "zoo"), base=args.base, pairs=args.pairs, splits=("heldout",),
                        build_pairs=False, threads=args.threads)
     if args.steps:  # a smoke run; the figures in docs/ use the zoo's own steps
-        config = ZooConfig(**{**config.__dict__, "train": replace(config.train, max_steps=args.steps,
-                                                                   checkpoint_steps=())})
+        config = replace(config, train=replace(config.train, max_steps=args.steps, checkpoint_steps=()))
     return config
 
 

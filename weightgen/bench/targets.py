@@ -37,7 +37,7 @@ import torch
 from peft import set_peft_model_state_dict
 
 from gan.base import load_base
-from gan.data import ConceptPairs, paired_crops, to_float, to_uint8
+from gan.data import ConceptPairs, fixed_crops, to_uint8
 from gan.lora import lora_from_state_dict
 from gan.metrics import score_pairs
 from gan.perceptual import StyleEmbedder
@@ -73,10 +73,8 @@ class EvalSets:
 
 def validation_crops(pairs: ConceptPairs, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` fixed crops of the train canvases (cycling through them), at the test images' size; uint8."""
-    idx = torch.arange(n) % len(pairs.train_source)
-    generator = torch.Generator().manual_seed(seed + VAL_SEED_OFFSET)
-    src, tgt = paired_crops(to_float(pairs.train_source[idx]), to_float(pairs.train_target[idx]),
-                            tuple(pairs.test_source.shape[2:]), generator, flip=False)
+    src, tgt = fixed_crops(pairs.train_source, pairs.train_target, n, tuple(pairs.test_source.shape[2:]),
+                           seed + VAL_SEED_OFFSET)
     return to_uint8(src), to_uint8(tgt)
 
 
